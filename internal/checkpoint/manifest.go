@@ -1,0 +1,61 @@
+package checkpoint
+
+import "time"
+
+// ManifestFile is the name of crwrap's own manifest inside a checkpoint directory.
+const ManifestFile = "crwrap.json"
+
+// FormatVersion is the version of the on-disk layout this crwrap writes and reads.
+const FormatVersion = 1
+
+// Layout names inside a checkpoint directory (shared with Podman/CRI-O/checkpointctl archives).
+const (
+	ImagesDir        = "checkpoint"
+	SpecDumpFile     = "spec.dump"
+	ConfigDumpFile   = "config.dump"
+	StatsDumpFile    = "stats-dump"
+	RootfsDiffFile   = "rootfs-diff.tar"
+	DeletedFilesFile = "deleted.files"
+	DescriptorsFile  = "descriptors.json"
+)
+
+// Manifest is crwrap.json: what a checkpoint is, where it was made, and every file in it.
+type Manifest struct {
+	FormatVersion int       `json:"formatVersion"`
+	Name          string    `json:"name"`
+	Created       time.Time `json:"created"`
+	CrwrapVersion string    `json:"crwrapVersion"`
+	CRIUVersion   string    `json:"criuVersion"`
+	Host          Host      `json:"host"`
+	App           App       `json:"app"`
+	// Durations of the checkpoint phases in milliseconds, by phase name.
+	DurationsMS map[string]int64 `json:"durationsMs,omitempty"`
+	// Files lists every file of the checkpoint except crwrap.json, paths relative to its root.
+	Files []File `json:"files"`
+}
+
+// Host describes the machine a checkpoint was taken on, as far as restore compatibility goes.
+type Host struct {
+	Hostname string `json:"hostname"`
+	Kernel   string `json:"kernel"`
+	Arch     string `json:"arch"`
+	CPUModel string `json:"cpuModel"`
+	// CPUFlagsDigest is the sha256 of the sorted CPU feature flags of /proc/cpuinfo.
+	CPUFlagsDigest string `json:"cpuFlagsDigest"`
+}
+
+// App is the identity of the checkpointed app: a restore of a different app is refused.
+type App struct {
+	Args           []string `json:"args"`
+	TemplateDigest string   `json:"templateDigest"`
+	Mounts         []string `json:"mounts,omitempty"`
+	// Files are the executables and libraries mapped by the app's processes, paths inside its root.
+	Files []File `json:"files"`
+}
+
+// File is one file with its size and sha256 digest (hex).
+type File struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}

@@ -1,0 +1,5 @@
+package config
+
+import "path/filepath"
+
+func joinClean(elem ...string) string { return filepath.Join(elem...) }

@@ -1,0 +1,74 @@
+package config
+
+import "time"
+
+// Mode is what crwrap does with the app: run it, checkpoint it once warm, or restore it.
+type Mode string
+
+// The modes crwrap knows.
+const (
+	ModeRun        Mode = "run"
+	ModeCheckpoint Mode = "checkpoint"
+	ModeRestore    Mode = "restore"
+)
+
+// Settings is the typed, validated form of cr.properties after flags and environment
+// were applied. Every key of the DESIGN.md table has a field here.
+type Settings struct {
+	// Mode is cr.mode (run, checkpoint or restore).
+	Mode Mode
+
+	// CheckpointName is cr.checkpoint.name.
+	CheckpointName string
+	// CheckpointDirectory is cr.checkpoint.directory, relative to CheckpointRoot.
+	CheckpointDirectory string
+	// CheckpointRoot is cr.checkpoint.root (default /cr).
+	CheckpointRoot string
+	// CheckpointWarmup is cr.checkpoint.warmup: a command or URL run once after ready.
+	CheckpointWarmup string
+	// CheckpointExit is cr.checkpoint.exit: exit 0 after publishing.
+	CheckpointExit bool
+	// CheckpointRefresh is cr.checkpoint.refresh: "auto" or "always".
+	CheckpointRefresh string
+
+	// Readiness is cr.container.readiness: a shell command, http(s):// URL or tcp://host:port.
+	Readiness string
+	// ReadinessInterval is cr.readiness.interval.
+	ReadinessInterval time.Duration
+	// ReadinessTimeout is cr.readiness.timeout.
+	ReadinessTimeout time.Duration
+
+	// RestoreFallback is cr.restore.fallback: "cold" or "fail".
+	RestoreFallback string
+	// RestoreWait is cr.restore.wait.
+	RestoreWait time.Duration
+	// RestoreVerify is cr.restore.verify: "size" (sizes of every file) or "digest" (sha256 of every file).
+	RestoreVerify string
+
+	// Command is the app's argv: what followed "--", else cr.container.command split like a shell would.
+	Command []string
+	// Template is cr.container.template: a path, or "" for the built-in template.
+	Template string
+	// Mounts is cr.container.mounts: pod paths bind-mounted into the app at the same path.
+	Mounts []string
+
+	// CRIUPath is cr.criu.path: "" means the bundled CRIU, else criu on PATH.
+	CRIUPath string
+	// TCPEstablished is cr.criu.tcp-established.
+	TCPEstablished bool
+
+	// LogFormat is cr.log.format: "text" or "json".
+	LogFormat string
+	// LogLevel is cr.log.level (a logrus level name).
+	LogLevel string
+	// MetricsAddress is cr.metrics.address: host:port, "" for off.
+	MetricsAddress string
+
+	// File is the properties file that was read ("" when none was).
+	File string
+}
+
+// CheckpointPath is <root>/<directory>/<name>.
+func (s *Settings) CheckpointPath() string {
+	return joinClean(s.CheckpointRoot, s.CheckpointDirectory, s.CheckpointName)
+}
