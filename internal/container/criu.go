@@ -1,0 +1,54 @@
+package container
+
+import (
+	"fmt"
+
+	"github.com/opencontainers/runc/libcontainer"
+)
+
+// CRIUOptions are the CRIU settings crwrap exposes.
+type CRIUOptions struct {
+	// ImagesDir holds the CRIU images (written by Checkpoint, only read by Restore).
+	ImagesDir string
+	// WorkDir receives CRIU's log and statistics; never inside a shared checkpoint.
+	WorkDir string
+	// TCPEstablished lets CRIU checkpoint established TCP connections.
+	TCPEstablished bool
+}
+
+func (o CRIUOptions) lib() *libcontainer.CriuOpts {
+	return &libcontainer.CriuOpts{
+		ImagesDirectory: o.ImagesDir,
+		WorkDirectory:   o.WorkDir,
+		TcpEstablished:  o.TCPEstablished,
+		FileLocks:       true,
+		// "soft": restore into the new container's own cgroups.
+		ManageCgroupsMode: "soft",
+		StatusFd:          -1,
+	}
+}
+
+// Checkpoint dumps the app with CRIU into opts.ImagesDir; the app is gone afterwards.
+// The CRIU binary is "criu" on PATH (libcontainer has no other way to name it).
+func (c *Container) Checkpoint(opts CRIUOptions) error {
+	if err := c.c.Checkpoint(opts.lib()); err != nil {
+		return fmt.Errorf("checkpoint container %s: %w", c.id, err)
+	}
+	return nil
+}
+
+// Restore creates a container from cfg and restores the app into it from opts.ImagesDir,
+// which it only reads. The restored app's output goes to cfg.Stdout/cfg.Stderr.
+func (r *Runtime) Restore(cfg Config, opts CRIUOptions) (*Container, error) {
+	c, err := r.create(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.c.Restore(c.proc, opts.lib()); err != nil {
+		c.io.close()
+		c.destroy()
+		return nil, fmt.Errorf("restore container %s: %w", cfg.ID, err)
+	}
+	c.io.closeChildEnds()
+	return c, nil
+}

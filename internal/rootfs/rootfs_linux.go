@@ -1,0 +1,74 @@
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Rootfs is a prepared root filesystem for one app container.
+type Rootfs struct {
+	// Path is the directory to use as the container's root.
+	Path string
+	// Overlay reports whether Path is an overlay that tracks the app's writes; when the
+	// kernel refuses the overlay, Path is a plain writable bind of the pod's root and
+	// changes to it cannot be saved with a checkpoint.
+	Overlay bool
+
+	dir   string
+	lower string
+	upper string
+}
+
+// Prepare builds a root filesystem for the app under dir (which it creates), from the
+// pod's root "/". dir must be on a filesystem that can hold an overlay upper layer
+// (tmpfs, ext4, xfs; not overlay or FUSE).
+func Prepare(dir string) (*Rootfs, error) {
+	r := &Rootfs{
+		dir:   dir,
+		lower: filepath.Join(dir, "lower"),
+		upper: filepath.Join(dir, "upper"),
+		Path:  filepath.Join(dir, "rootfs"),
+	}
+	for _, d := range []string{r.lower, r.upper, filepath.Join(dir, "work"), r.Path} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	// Non-recursive: the pod's /proc, /dev, volumes, the checkpoint hostPath stay out.
+	if err := unix.Mount("/", r.lower, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("bind the pod root to %s: %w", r.lower, err)
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", r.lower, r.upper, filepath.Join(dir, "work"))
+	if err := unix.Mount("overlay", r.Path, "overlay", 0, opts); err != nil {
+		// Some hosts (an old kernel, an upper layer on overlay) refuse; fall back to a
+		// writable bind so the app still runs, without rootfs-diff support.
+		if berr := unix.Mount(r.lower, r.Path, "", unix.MS_BIND, ""); berr != nil {
+			r.Release()
+			return nil, fmt.Errorf("mount overlay root at %s: %w (bind fallback: %v)", r.Path, err, berr)
+		}
+		return r, nil
+	}
+	r.Overlay = true
+	return r, nil
+}
+
+// Upper is the directory that holds the app's changes (empty unless Overlay).
+func (r *Rootfs) Upper() string { return r.upper }
+
+// Release unmounts everything Prepare mounted and removes dir. The app must be gone.
+func (r *Rootfs) Release() error {
+	var errs []error
+	for _, m := range []string{r.Path, r.lower} {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+		}
+	}
+	if err := os.RemoveAll(r.dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", r.dir, err))
+	}
+	return errors.Join(errs...)
+}
