@@ -1,0 +1,222 @@
+package checkpoint
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotFound means there is no published checkpoint under that name.
+var ErrNotFound = errors.New("no checkpoint")
+
+// Store is one checkpoint name in one directory: <dir>/<name> is a symlink to the
+// complete version directory <dir>/.<name>.v<time> (or, when made by hand or by an older
+// tool, a plain directory). Versions are written as <dir>/.<name>.tmp-<random> and renamed
+// into place, so a reader sees the previous complete checkpoint or the new one, never a part.
+type Store struct {
+	Dir  string
+	Name string
+}
+
+// Path is the checkpoint's public path, <dir>/<name>.
+func (s Store) Path() string { return filepath.Join(s.Dir, s.Name) }
+
+func (s Store) lockPath() string { return filepath.Join(s.Dir, "."+s.Name+".lock") }
+
+// Writer is an exclusive claim on the name, held while checkpointing.
+type Writer struct {
+	s    Store
+	lock *os.File
+}
+
+// Lock takes the writers' lock for the name (waiting for another checkpointer to finish)
+// and removes the leftovers of interrupted attempts.
+func (s Store) Lock() (*Writer, error) {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create checkpoint directory %s: %w", s.Dir, err)
+	}
+	f, err := os.OpenFile(s.lockPath(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", s.lockPath(), err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", s.lockPath(), err)
+	}
+	w := &Writer{s: s, lock: f}
+	w.collect(true)
+	return w, nil
+}
+
+// Unlock releases the name.
+func (w *Writer) Unlock() { w.lock.Close() }
+
+// NewVersion creates an empty, private directory to write a new checkpoint into.
+func (w *Writer) NewVersion() (string, error) {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	p := filepath.Join(w.s.Dir, "."+w.s.Name+".tmp-"+hex.EncodeToString(b))
+	if err := os.Mkdir(p, 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", p, err)
+	}
+	return p, nil
+}
+
+// Publish makes the fully written directory tmp the current checkpoint, atomically, then
+// removes older versions no reader holds.
+func (w *Writer) Publish(tmp string) error {
+	if err := syncTree(tmp); err != nil {
+		return err
+	}
+	version := "." + w.s.Name + ".v" + time.Now().UTC().Format("20060102T150405.000000000Z")
+	vpath := filepath.Join(w.s.Dir, version)
+	if err := os.Rename(tmp, vpath); err != nil {
+		return fmt.Errorf("publish %s: %w", vpath, err)
+	}
+	link := filepath.Join(w.s.Dir, "."+w.s.Name+".link")
+	_ = os.Remove(link)
+	if err := os.Symlink(version, link); err != nil {
+		return fmt.Errorf("publish %s: %w", link, err)
+	}
+	pub := w.s.Path()
+	if fi, err := os.Lstat(pub); err == nil && fi.IsDir() {
+		// A plain directory cannot be replaced atomically: move it aside as a version first.
+		if err := os.Rename(pub, filepath.Join(w.s.Dir, "."+w.s.Name+".v0-plain")); err != nil {
+			return fmt.Errorf("move aside %s: %w", pub, err)
+		}
+	}
+	if err := os.Rename(link, pub); err != nil {
+		return fmt.Errorf("publish %s: %w", pub, err)
+	}
+	if err := syncDir(w.s.Dir); err != nil {
+		return err
+	}
+	w.collect(false)
+	return nil
+}
+
+// Discard removes a version directory that will not be published.
+func (w *Writer) Discard(tmp string) error { return os.RemoveAll(tmp) }
+
+// collect removes unreferenced versions (and, with tmps, interrupted writes), skipping
+// versions a reader holds.
+func (w *Writer) collect(tmps bool) {
+	cur, _ := os.Readlink(w.s.Path())
+	entries, err := os.ReadDir(w.s.Dir)
+	if err != nil {
+		return
+	}
+	prefix := "." + w.s.Name + "."
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, prefix) || n == cur {
+			continue
+		}
+		rest := strings.TrimPrefix(n, prefix)
+		switch {
+		case strings.HasPrefix(rest, "v"):
+			removeIfUnread(filepath.Join(w.s.Dir, n))
+		case tmps && (strings.HasPrefix(rest, "tmp-") || rest == "link"):
+			_ = os.RemoveAll(filepath.Join(w.s.Dir, n))
+		}
+	}
+}
+
+func removeIfUnread(p string) {
+	d, err := os.Open(p)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	if unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return // a restore is reading it; a later checkpoint removes it
+	}
+	_ = os.RemoveAll(p)
+}
+
+// Reader holds one complete checkpoint version open for reading: it cannot be removed by
+// a checkpointer until Close.
+type Reader struct {
+	// Dir is the version directory (stable while the Reader is open).
+	Dir string
+	f   *os.File
+}
+
+// Open finds the current checkpoint and holds it for reading. It does not write anything,
+// so it works on a read-only mount.
+func (s Store) Open() (*Reader, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		dir, err := filepath.EvalSymlinks(s.Path())
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s", ErrNotFound, s.Path())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open checkpoint %s: %w", s.Path(), err)
+		}
+		f, err := os.Open(dir)
+		if err != nil {
+			continue
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock checkpoint %s: %w", dir, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err != nil {
+			f.Close() // removed or replaced under us: look again
+			if errors.Is(err, os.ErrNotExist) && attempt > 0 {
+				if _, lerr := os.Lstat(s.Path()); lerr == nil {
+					continue
+				}
+			}
+			if errors.Is(err, os.ErrNotExist) {
+				// A directory without a manifest is not a crwrap checkpoint (yet).
+				return nil, fmt.Errorf("%w at %s: %s is missing", ErrDamaged, dir, ManifestFile)
+			}
+			continue
+		}
+		return &Reader{Dir: dir, f: f}, nil
+	}
+	return nil, fmt.Errorf("open checkpoint %s: it kept changing", s.Path())
+}
+
+// Close releases the checkpoint.
+func (r *Reader) Close() error { return r.f.Close() }
+
+func syncTree(root string) error {
+	return filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() && !info.IsDir() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		defer f.Close()
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		return nil
+	})
+}
+
+func syncDir(p string) error {
+	d, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", p, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", p, err)
+	}
+	return nil
+}
