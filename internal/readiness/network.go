@@ -25,7 +25,7 @@ func newHTTPClient(connectTimeout time.Duration) *http.Client {
 		DialContext: dialer.DialContext,
 		// Like kubelet's HTTPS probes: the app's certificate is not checked.
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
-		TLSHandshakeTimeout: 0, // bounded by the attempt's context
+		TLSHandshakeTimeout: 0,                                     // bounded by the attempt's context
 		// A fresh connection per attempt: nothing is left open between attempts (and none in
 		// the app when it is checkpointed).
 		DisableKeepAlives:  true,
