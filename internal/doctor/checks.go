@@ -337,6 +337,11 @@ func hasOpt(opts, name string) bool {
 }
 
 func checkCRIU(_ context.Context, e *env) Result {
+	b, bErr := e.findBundle()
+	if bErr == nil && b.CheckLinks() == nil {
+		// The bundle's tar, gzip and iptables serve CRIU even when cr.criu.path picks another CRIU.
+		e.toolBundle = b
+	}
 	if e.criuPath != "" {
 		p := e.criuPath
 		if !strings.ContainsRune(p, '/') {
@@ -352,7 +357,6 @@ func checkCRIU(_ context.Context, e *env) Result {
 		e.criuArgv, e.criuSource = []string{p}, "cr.criu.path"
 		return Result{Status: OK, Detail: p + " (cr.criu.path)"}
 	}
-	b, bErr := e.findBundle()
 	if bErr == nil {
 		if err := b.CheckLinks(); err != nil {
 			return Result{Status: Fail, Detail: "bundle at " + b.Dir + ": " + err.Error(),
@@ -444,12 +448,11 @@ func checkCRIUCheck(ctx context.Context, e *env) Result {
 
 // locate finds a program CRIU executes: in the bundle when there is one, else on PATH.
 func (e *env) locate(tool string) (string, bool) {
-	if e.bundle != nil {
-		if p, err := e.bundle.ToolPath(tool); err == nil {
-			rel, _ := filepath.Rel(e.bundle.Root(), p)
+	if b := e.toolBundle; b != nil {
+		if p, err := b.ToolPath(tool); err == nil {
+			rel, _ := filepath.Rel(b.Root(), p)
 			return "bundled " + rel, true
 		}
-		return "", false
 	}
 	p, err := e.lookPath(tool)
 	return p, err == nil
@@ -470,7 +473,7 @@ func checkTools(_ context.Context, e *env) Result {
 	switch {
 	case iptOK:
 		lock = "network lock: iptables-restore (" + ipt + ")"
-		if e.config != nil && e.bundle != nil && os.Getenv(criu.XtablesEnv) != "legacy" {
+		if e.config != nil && e.toolBundle != nil && os.Getenv(criu.XtablesEnv) != "legacy" {
 			if v := e.config["NF_TABLES"]; v != "y" && v != "m" {
 				lock += "; kernel lacks CONFIG_NF_TABLES: set CRWRAP_XTABLES=legacy"
 			}

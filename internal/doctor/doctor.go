@@ -113,9 +113,10 @@ type env struct {
 	kernelOK   bool
 	config     map[string]string // kernel config; nil when unreadable
 	mounts     []mount
-	bundle     *criu.Bundle
-	criuArgv   []string // how to run CRIU; nil when none was found
-	criuSource string   // "bundled", "cr.criu.path" or "PATH"
+	bundle     *criu.Bundle // the bundle CRIU runs from; nil when cr.criu.path or PATH
+	toolBundle *criu.Bundle // the bundle providing tar, gzip, iptables; nil when none
+	criuArgv   []string     // how to run CRIU; nil when none was found
+	criuSource string       // "bundled", "cr.criu.path" or "PATH"
 	criuVer    criu.Version
 	criuVerOK  bool
 }
