@@ -1,0 +1,53 @@
+# crwrap — see README.md. Targets: build test test-unit test-root bench demo lint clean deps.
+SHELL   := /bin/bash
+GO      ?= go
+OUT     := build/crwrap
+CACHE   := build/cache
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+TAGS    := netgo osusergo seccomp
+LDFLAGS := -X github.com/crwrap/crwrap/internal/version.Version=$(VERSION) -linkmode external -extldflags -static
+# Packages whose tests need no root, no CRIU and no Docker.
+UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v '/test/')
+
+.PHONY: all build binary bundle deps test test-unit test-root bench demo lint clean
+
+all: build
+
+## deps: install the Debian packages building and testing need (idempotent, as root)
+deps:
+	bash test/deps.sh
+
+## build: build/crwrap laid out as /crwrap in the crwrap-base image
+build: binary bundle
+	install -D -m 0644 templates/config.json.tmpl $(OUT)/templates/config.json.tmpl
+
+binary:
+	CGO_ENABLED=1 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(OUT)/bin/crwrap ./cmd/crwrap
+
+bundle:
+	bash images/criu/bundle.sh $(OUT)/criu $(CACHE)/forky-root
+
+## test: everything — unit, root (real CRIU, real containers) and pod (Docker) tests
+test: deps build
+	CRWRAP_BUILD=$(CURDIR)/$(OUT) $(GO) test -count=1 -timeout 60m ./... -p 1
+
+test-unit:
+	$(GO) test -count=1 $(UNIT)
+
+test-root: build
+	CRWRAP_BUILD=$(CURDIR)/$(OUT) $(GO) test -count=1 -timeout 40m -p 1 -v ./test/...
+
+## bench: cold start vs restore, checkpoint time and size, concurrency (prints a table)
+bench: build
+	CRWRAP_BUILD=$(CURDIR)/$(OUT) $(GO) run ./test/bench $(BENCH_ARGS)
+
+## demo: checkpoint the example app, restore it, print cold start vs restore time-to-ready
+demo: deps build
+	bash examples/demo.sh
+
+lint:
+	$(GO) vet ./...
+	test -z "$$(gofmt -l cmd internal test examples templates)"
+
+clean:
+	rm -rf $(OUT)

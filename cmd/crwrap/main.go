@@ -1,0 +1,66 @@
+// Command crwrap runs an app in a container under embedded runc and removes its cold start:
+// it checkpoints the warm app with CRIU once and restores every new replica from that image.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crwrap/crwrap/internal/config"
+	"github.com/crwrap/crwrap/internal/container"
+	"github.com/crwrap/crwrap/internal/criu"
+	"github.com/crwrap/crwrap/internal/spec"
+	// Enter a private mount namespace (before the Go runtime starts) for the commands that mount.
+	_ "github.com/crwrap/crwrap/internal/mountns"
+)
+
+// exitError carries an exit status decided by the command (the app's own status).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError marks bad command-line usage (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	if container.IsInit() {
+		container.Init() // does not return
+	}
+	if handled, err := criu.Dispatch(os.Args[0], os.Args[1:]); handled {
+		fmt.Fprintf(os.Stderr, "crwrap: %v\n", err)
+		os.Exit(127)
+	}
+	os.Exit(execute(os.Args[1:]))
+}
+
+func execute(args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
+	return exitCode(err, root)
+}
+
+// exitCode decides the process's exit status, once, from the error a command returned.
+func exitCode(err error, root *cobra.Command) int {
+	if err == nil {
+		return 0
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(root.ErrOrStderr(), "crwrap: %v\n", err)
+	var ue usageError
+	switch {
+	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, spec.ErrInvalid):
+		return 2
+	default:
+		return 1
+	}
+}

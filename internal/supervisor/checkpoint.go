@@ -1,0 +1,263 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/crwrap/crwrap/internal/checkpoint"
+	"github.com/crwrap/crwrap/internal/container"
+	"github.com/crwrap/crwrap/internal/readiness"
+	"github.com/crwrap/crwrap/internal/rootfs"
+)
+
+func (s *Supervisor) store() checkpoint.Store {
+	return checkpoint.Store{
+		Dir:  filepath.Join(s.Settings.CheckpointRoot, s.Settings.CheckpointDirectory),
+		Name: s.Settings.CheckpointName,
+	}
+}
+
+// identity is what makes a checkpoint this app's (files are added at checkpoint time).
+func (s *Supervisor) identity() checkpoint.App {
+	return checkpoint.App{Args: s.Settings.Command, TemplateDigest: s.Template.Digest(), Mounts: s.Settings.Mounts}
+}
+
+// checkpoint: start, ready, warm up, dump, publish, then idle (or exit).
+func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
+	st := s.store()
+	lockStart := time.Now()
+	w, err := st.Lock()
+	if err != nil {
+		return 1, err
+	}
+	defer w.Unlock()
+	s.phase("lock", lockStart, logrus.Fields{"checkpoint": st.Path()})
+
+	if s.Settings.CheckpointRefresh != "always" {
+		if reason := s.usable(st); reason == nil {
+			s.Log.WithFields(logrus.Fields{"phase": "keep", "checkpoint": st.Path()}).
+				Info("an intact checkpoint of this app made on this host exists: keeping it (cr.checkpoint.refresh=auto)")
+			return s.idle(ctx)
+		} else if !errors.Is(reason, checkpoint.ErrNotFound) {
+			s.Log.WithFields(logrus.Fields{"checkpoint": st.Path(), "reason": reason.Error()}).Info("checkpointing again")
+		}
+	}
+
+	begin := time.Now()
+	a, err := s.prepare()
+	if err != nil {
+		return 1, err
+	}
+	defer s.release(a)
+	if err := s.start(a); err != nil {
+		if errors.Is(err, container.ErrNotFound) {
+			return 127, err
+		}
+		return 1, err
+	}
+	if _, err := s.waitReady(ctx, a, begin, "checkpoint"); err != nil {
+		return 1, fmt.Errorf("checkpoint %s: nothing published: %w", st.Path(), err)
+	}
+	if s.Settings.CheckpointWarmup != "" {
+		t := time.Now()
+		err := readiness.RunOnce(ctx, s.Settings.CheckpointWarmup, readiness.WithAttemptTimeout(s.Settings.ReadinessTimeout),
+			readiness.WithRunner(readiness.RunnerFunc(s.holdRunner)))
+		if err != nil {
+			return 1, fmt.Errorf("checkpoint %s: nothing published: warm-up %q: %w", st.Path(), s.Settings.CheckpointWarmup, err)
+		}
+		s.phase("warmup", t, nil)
+	}
+	tmp, err := w.NewVersion()
+	if err != nil {
+		return 1, err
+	}
+	size, err := s.dump(a, tmp)
+	if err != nil {
+		_ = w.Discard(tmp)
+		return 1, fmt.Errorf("checkpoint %s: nothing published: %w", st.Path(), err)
+	}
+	t := time.Now()
+	if err := w.Publish(tmp); err != nil {
+		_ = w.Discard(tmp)
+		return 1, fmt.Errorf("checkpoint %s: nothing published: %w", st.Path(), err)
+	}
+	s.phase("publish", t, logrus.Fields{"checkpoint": st.Path(), "bytes": size})
+	total := time.Since(begin)
+	if s.Observer != nil {
+		s.Observer.Checkpointed(total, size)
+	}
+	s.summary("checkpoint published", logrus.Fields{"checkpoint": st.Path(), "bytes": size, "total_ms": total.Milliseconds()})
+	w.Unlock()
+	return s.idle(ctx)
+}
+
+func (s *Supervisor) holdRunner(ctx context.Context, cmd *exec.Cmd) error {
+	release := s.Reaper.Hold()
+	defer release()
+	return readiness.DefaultRunner.Run(ctx, cmd)
+}
+
+// idle waits for SIGTERM (a DaemonSet pod must not crash-loop) unless cr.checkpoint.exit.
+func (s *Supervisor) idle(ctx context.Context) (int, error) {
+	if s.Settings.CheckpointExit {
+		return 0, nil
+	}
+	s.Log.Info("checkpoint done; idle until terminated")
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, nil
+		case sig := <-s.Signals:
+			if isTerminating(sig) {
+				s.Log.WithField("signal", sig.String()).Info("terminated")
+				return 0, nil
+			}
+		}
+	}
+}
+
+// usable tells why the published checkpoint cannot be kept/restored (nil: it can).
+func (s *Supervisor) usable(st checkpoint.Store) error {
+	r, err := st.Open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = s.check(r.Dir)
+	return err
+}
+
+// check verifies a checkpoint directory against this host and app; the pod's root is where
+// the app's files are compared.
+func (s *Supervisor) check(dir string) (*checkpoint.Manifest, error) {
+	m, err := checkpoint.ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.VerifyFiles(dir, s.Settings.RestoreVerify == "digest"); err != nil {
+		return nil, err
+	}
+	host, err := checkpoint.CurrentHost()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.CheckHost(host, s.CRIUVersion); err != nil {
+		return nil, err
+	}
+	if err := m.CheckApp(s.identity(), "/"); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// dump checkpoints the running app into dir in the archive layout and returns its size.
+func (s *Supervisor) dump(a *app, dir string) (int64, error) {
+	t := time.Now()
+	pids, err := a.c.Processes()
+	if err != nil {
+		return 0, fmt.Errorf("list the app's processes: %w", err)
+	}
+	files, err := checkpoint.AppFiles("/", pids)
+	if err != nil {
+		return 0, fmt.Errorf("identify the app's files: %w", err)
+	}
+	s.phase("identify", t, logrus.Fields{"files": len(files)})
+
+	t = time.Now()
+	work := filepath.Join(a.dir, "criu-dump")
+	images := filepath.Join(dir, checkpoint.ImagesDir)
+	release := s.Reaper.Hold()
+	err = a.c.Checkpoint(container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished})
+	release()
+	if err != nil {
+		return 0, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "dump.log")))
+	}
+	<-a.exited
+	dumpDur := s.phase("dump", t, nil)
+	checkpointed := time.Now()
+
+	t = time.Now()
+	if a.fs.Overlay {
+		if _, _, err := rootfs.ExportDiff(a.fs.Upper(), filepath.Join(dir, checkpoint.RootfsDiffFile), filepath.Join(dir, checkpoint.DeletedFilesFile)); err != nil {
+			return 0, fmt.Errorf("save root filesystem changes: %w", err)
+		}
+	}
+	if err := copyFile(filepath.Join(work, "stats-dump"), filepath.Join(dir, checkpoint.StatsDumpFile)); err != nil {
+		return 0, fmt.Errorf("save CRIU statistics: %w", err)
+	}
+	if err := writeJSON(filepath.Join(dir, checkpoint.SpecDumpFile), a.spec); err != nil {
+		return 0, err
+	}
+	if err := writeJSON(filepath.Join(dir, checkpoint.ConfigDumpFile), s.configDump(a, checkpointed)); err != nil {
+		return 0, err
+	}
+	host, err := checkpoint.CurrentHost()
+	if err != nil {
+		return 0, err
+	}
+	app := s.identity()
+	app.Files = files
+	m := &checkpoint.Manifest{
+		Name:          s.Settings.CheckpointName,
+		Created:       checkpointed.UTC(),
+		CrwrapVersion: s.Version,
+		CRIUVersion:   s.CRIUVersion,
+		Host:          host,
+		App:           app,
+		DurationsMS:   s.timeline.durations(),
+	}
+	m.DurationsMS["dump"] = dumpDur.Milliseconds()
+	if err := checkpoint.WriteManifest(dir, m); err != nil {
+		return 0, err
+	}
+	var size int64
+	for _, f := range m.Files {
+		size += f.Size
+	}
+	s.phase("write", t, logrus.Fields{"bytes": size})
+	return size, nil
+}
+
+func writeJSON(p string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(p), err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
+
+// configDump is the container metadata of Podman/CRI-O checkpoint archives (config.dump).
+func (s *Supervisor) configDump(a *app, checkpointed time.Time) map[string]any {
+	image := os.Getenv("CRWRAP_IMAGE")
+	return map[string]any{
+		"id":               a.id,
+		"name":             s.Settings.CheckpointName,
+		"rootfsImage":      image,
+		"rootfsImageRef":   image,
+		"rootfsImageName":  image,
+		"runtime":          "crwrap",
+		"createdTime":      checkpointed.UTC(),
+		"checkpointedTime": checkpointed.UTC(),
+		"restoredTime":     time.Time{},
+		"restored":         false,
+	}
+}

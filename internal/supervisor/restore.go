@@ -1,0 +1,150 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/crwrap/crwrap/internal/checkpoint"
+	"github.com/crwrap/crwrap/internal/container"
+	"github.com/crwrap/crwrap/internal/rootfs"
+)
+
+// ErrRestoreFailed is returned when a restore was impossible and cr.restore.fallback=fail.
+var ErrRestoreFailed = errors.New("restore failed")
+
+// Fallback reasons (the reason label of crwrap_restore_fallbacks_total).
+const (
+	ReasonNotFound     = "not_found"
+	ReasonDamaged      = "damaged"
+	ReasonForeign      = "foreign"
+	ReasonIncompatible = "incompatible"
+	ReasonRestore      = "restore_failed"
+	ReasonNotReady     = "not_ready"
+)
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound):
+		return ReasonNotFound
+	case errors.Is(err, checkpoint.ErrDamaged):
+		return ReasonDamaged
+	case errors.Is(err, checkpoint.ErrForeign):
+		return ReasonForeign
+	case errors.Is(err, checkpoint.ErrIncompatible):
+		return ReasonIncompatible
+	case errors.Is(err, ErrNotReady):
+		return ReasonNotReady
+	default:
+		return ReasonRestore
+	}
+}
+
+// restore restores the app from its checkpoint, or falls back to a cold start.
+func (s *Supervisor) restore(ctx context.Context) (int, error) {
+	begin := time.Now()
+	a, err := s.tryRestore(ctx, begin)
+	if err != nil {
+		reason := reasonOf(err)
+		if s.Observer != nil {
+			s.Observer.Fallback(reason)
+		}
+		if s.Settings.RestoreFallback == "fail" {
+			s.Log.WithFields(logrus.Fields{"phase": "fallback", "reason": reason}).Error("not restoring, and cr.restore.fallback=fail")
+			return 1, fmt.Errorf("%w: %v", ErrRestoreFailed, err)
+		}
+		s.Log.WithFields(logrus.Fields{"phase": "fallback", "reason": reason, "error": err.Error(), "duration_ms": time.Since(begin).Milliseconds()}).
+			Warn("not restoring; starting the app cold")
+		return s.run(ctx, "cold")
+	}
+	defer s.release(a)
+	return s.serve(ctx, a)
+}
+
+// tryRestore finds, checks and restores the checkpoint, and waits until the app is ready.
+// On error nothing of the attempt is left.
+func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (_ *app, err error) {
+	st := s.store()
+	r, err := s.find(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+
+	t := time.Now()
+	if _, err := s.check(r.Dir); err != nil {
+		return nil, err
+	}
+	s.phase("verify", t, logrus.Fields{"checkpoint": r.Dir, "verify": s.Settings.RestoreVerify})
+
+	a, err := s.prepare()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.release(a)
+		}
+	}()
+	if a.fs.Overlay {
+		if err := rootfs.ApplyDiff(a.fs.Upper(), filepath.Join(r.Dir, checkpoint.RootfsDiffFile), filepath.Join(r.Dir, checkpoint.DeletedFilesFile)); err != nil {
+			return a, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
+		}
+	}
+
+	t = time.Now()
+	work := filepath.Join(a.dir, "criu-restore")
+	release := s.Reaper.Hold()
+	c, err := s.Runtime.Restore(container.Config{ID: a.id, Spec: a.spec, Stdout: s.Stdout, Stderr: s.Stderr},
+		container.CRIUOptions{ImagesDir: filepath.Join(r.Dir, checkpoint.ImagesDir), WorkDir: work, TCPEstablished: s.Settings.TCPEstablished})
+	if err == nil {
+		s.protect(c)
+	}
+	release()
+	if err != nil {
+		return a, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "restore.log")))
+	}
+	a.c = c
+	go s.await(a)
+	d := s.phase("restore", t, logrus.Fields{"checkpoint": r.Dir, "container": a.id})
+	if s.Observer != nil {
+		s.Observer.Restored(d)
+	}
+	r.Close() // CRIU has read everything: a new checkpoint may replace this one now
+
+	if _, err := s.waitReady(ctx, a, begin, "restore"); err != nil {
+		return a, err
+	}
+	s.summary("restored", logrus.Fields{"checkpoint": st.Path(), "total_ms": time.Since(begin).Milliseconds()})
+	return a, nil
+}
+
+// find opens the checkpoint, waiting up to cr.restore.wait for it to appear.
+func (s *Supervisor) find(ctx context.Context, st checkpoint.Store) (*checkpoint.Reader, error) {
+	t := time.Now()
+	deadline := t.Add(s.Settings.RestoreWait)
+	logged := false
+	for {
+		r, err := st.Open()
+		if err == nil {
+			s.phase("find", t, logrus.Fields{"checkpoint": r.Dir})
+			return r, nil
+		}
+		if !errors.Is(err, checkpoint.ErrNotFound) || time.Now().After(deadline) {
+			return nil, err
+		}
+		if !logged {
+			s.Log.WithFields(logrus.Fields{"checkpoint": st.Path(), "wait": s.Settings.RestoreWait.String()}).Info("waiting for a checkpoint to appear")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

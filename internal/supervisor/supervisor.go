@@ -1,0 +1,314 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/crwrap/crwrap/internal/config"
+	"github.com/crwrap/crwrap/internal/container"
+	"github.com/crwrap/crwrap/internal/readiness"
+	"github.com/crwrap/crwrap/internal/reaper"
+	"github.com/crwrap/crwrap/internal/rootfs"
+	"github.com/crwrap/crwrap/internal/spec"
+)
+
+// ErrNotReady is returned when the app did not become ready in time or exited first.
+var ErrNotReady = errors.New("app not ready")
+
+// Template is the config.json template in use.
+type Template struct {
+	Name, Source string
+}
+
+// Digest identifies the template's content.
+func (t Template) Digest() string {
+	sum := sha256.Sum256([]byte(t.Source))
+	return hex.EncodeToString(sum[:])
+}
+
+// Supervisor runs the app in one mode. Fill every field before calling Run.
+type Supervisor struct {
+	Settings *config.Settings
+	Template Template
+	Log      *logrus.Entry
+	Runtime  *container.Runtime
+	Reaper   *reaper.Reaper
+	// WorkRoot holds per-container scratch space (root filesystem layers, CRIU work dirs).
+	WorkRoot string
+	// Env is the environment the app gets (crwrap's own, as it was started).
+	Env []string
+	// Stdout and Stderr receive the app's output.
+	Stdout, Stderr io.Writer
+	// Signals are forwarded to the app while it runs.
+	Signals <-chan os.Signal
+	// CRIUVersion is the version of the CRIU in use, recorded in and checked against checkpoints.
+	CRIUVersion string
+	// Version is crwrap's version.
+	Version string
+	// Observer receives phase timings and outcomes (metrics); may be nil.
+	Observer Observer
+
+	timeline timeline
+}
+
+// app is one prepared or running app container.
+type app struct {
+	id   string
+	dir  string
+	fs   *rootfs.Rootfs
+	spec *specs.Spec
+	c    *container.Container
+	// exited is closed when the app has exited and status is set.
+	exited chan struct{}
+	status int
+	err    error
+}
+
+func newID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "crwrap-" + hex.EncodeToString(b)
+}
+
+// Run runs the configured mode and returns the exit code crwrap should exit with.
+func (s *Supervisor) Run(ctx context.Context) (int, error) {
+	if removed, err := s.Runtime.CleanupStale(); err != nil {
+		s.Log.WithError(err).Warn("could not remove everything an earlier crwrap left behind")
+	} else if len(removed) > 0 {
+		s.Log.WithField("containers", removed).Info("removed containers an earlier crwrap left behind")
+	}
+	switch s.Settings.Mode {
+	case config.ModeCheckpoint:
+		return s.checkpoint(ctx)
+	case config.ModeRestore:
+		return s.restore(ctx)
+	default:
+		return s.run(ctx, "run")
+	}
+}
+
+// prepare makes the root filesystem and renders the spec for a new container.
+func (s *Supervisor) prepare() (*app, error) {
+	start := time.Now()
+	a := &app{id: newID(), exited: make(chan struct{})}
+	a.dir = filepath.Join(s.WorkRoot, a.id)
+	fs, err := rootfs.Prepare(filepath.Join(a.dir, "fs"))
+	if err != nil {
+		return nil, err
+	}
+	a.fs = fs
+	if !fs.Overlay {
+		s.Log.Warn("the kernel refused an overlay root for the app: files it writes to its root filesystem are not saved with a checkpoint")
+	}
+	sp, err := s.render(a.id, fs.Path)
+	if err != nil {
+		s.release(a)
+		return nil, err
+	}
+	a.spec = sp
+	s.phase("render", start, logrus.Fields{"container": a.id})
+	return a, nil
+}
+
+// Render renders the spec the app would get, with a placeholder root; it changes nothing.
+func (s *Supervisor) Render(id, root string) (*specs.Spec, error) { return s.render(id, root) }
+
+func (s *Supervisor) render(id, root string) (*specs.Spec, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		cwd = "/"
+	}
+	host, _ := os.Hostname()
+	var etc []string
+	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"} {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() {
+			etc = append(etc, f)
+		}
+	}
+	var gids []uint32
+	if groups, err := os.Getgroups(); err == nil {
+		for _, g := range groups {
+			if g != os.Getgid() {
+				gids = append(gids, uint32(g))
+			}
+		}
+	}
+	in := spec.Input{
+		ID:             id,
+		Rootfs:         root,
+		Args:           s.Settings.Command,
+		Env:            appEnv(s.Env),
+		Cwd:            cwd,
+		UID:            uint32(os.Getuid()),
+		GID:            uint32(os.Getgid()),
+		AdditionalGids: gids,
+		Hostname:       host,
+		EtcFiles:       etc,
+		Mounts:         s.Settings.Mounts,
+		CgroupsPath:    "crwrap/" + id,
+	}
+	sp, err := spec.Render(s.Template.Name, s.Template.Source, in)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", s.Template.Name, err)
+	}
+	return sp, nil
+}
+
+// appEnv drops what belongs to crwrap and libcontainer from the app's environment.
+func appEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "_LIBCONTAINER") || strings.HasPrefix(kv, "CRWRAP_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// start starts the prepared app.
+func (s *Supervisor) start(a *app) error {
+	start := time.Now()
+	release := s.Reaper.Hold()
+	c, err := s.Runtime.Start(container.Config{ID: a.id, Spec: a.spec, Stdout: s.Stdout, Stderr: s.Stderr})
+	if err == nil {
+		s.protect(c)
+	}
+	release()
+	if err != nil {
+		return err
+	}
+	a.c = c
+	go s.await(a)
+	s.phase("start", start, logrus.Fields{"container": a.id})
+	return nil
+}
+
+func (s *Supervisor) protect(c *container.Container) {
+	if pid, err := c.Pid(); err == nil {
+		s.Reaper.Protect(pid)
+	}
+}
+
+func (s *Supervisor) await(a *app) {
+	a.status, a.err = a.c.Wait()
+	close(a.exited)
+}
+
+// release destroys the container (if any) and its root filesystem.
+func (s *Supervisor) release(a *app) {
+	if a == nil {
+		return
+	}
+	if a.c != nil {
+		_ = a.c.Signal(killSignal)
+		select {
+		case <-a.exited:
+		case <-time.After(10 * time.Second):
+			s.Log.WithField("container", a.id).Warn("app did not exit after SIGKILL")
+		}
+		if pid, err := a.c.Pid(); err == nil {
+			s.Reaper.Unprotect(pid)
+		}
+		if err := a.c.Destroy(); err != nil {
+			s.Log.WithError(err).Warn("clean up container")
+		}
+	}
+	if a.fs != nil {
+		if err := a.fs.Release(); err != nil {
+			s.Log.WithError(err).Warn("clean up root filesystem")
+		}
+	}
+	_ = os.RemoveAll(a.dir)
+}
+
+// waitReady polls readiness until ready, the timeout, or the app's exit.
+func (s *Supervisor) waitReady(ctx context.Context, a *app, since time.Time, mode string) (time.Duration, error) {
+	if s.Settings.Readiness == "" {
+		return time.Since(since), nil
+	}
+	opts := []readiness.Option{
+		readiness.WithRunner(readiness.RunnerFunc(func(ctx context.Context, cmd *exec.Cmd) error {
+			release := s.Reaper.Hold()
+			defer release()
+			return readiness.DefaultRunner.Run(ctx, cmd)
+		})),
+		readiness.WithAbort(a.exited),
+		readiness.WithLogger(s.Log),
+	}
+	p, err := readiness.Parse(s.Settings.Readiness, opts...)
+	if err != nil {
+		return 0, fmt.Errorf("readiness probe: %w", err)
+	}
+	res, err := readiness.Wait(ctx, p, s.Settings.ReadinessInterval, s.Settings.ReadinessTimeout, opts...)
+	if err != nil {
+		if errors.Is(err, readiness.ErrAborted) {
+			return 0, fmt.Errorf("%w: it exited with status %d before it was ready", ErrNotReady, a.status)
+		}
+		return 0, fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
+	ttr := time.Since(since)
+	s.Log.WithFields(logrus.Fields{"phase": "ready", "mode": mode, "time_to_ready_ms": ms(ttr), "attempts": res.Attempts}).
+		Infof("app ready %d ms after %s", ms(ttr), map[string]string{"run": "start", "checkpoint": "start", "restore": "restore began", "cold": "start"}[mode])
+	s.timeline.add("ready", ttr)
+	if s.Observer != nil {
+		s.Observer.TimeToReady(mode, ttr)
+	}
+	return ttr, nil
+}
+
+// serve forwards signals to the running app until it exits and returns its exit code.
+func (s *Supervisor) serve(ctx context.Context, a *app) (int, error) {
+	for {
+		select {
+		case sig := <-s.Signals:
+			s.Log.WithField("signal", sig.String()).Debug("forwarding signal to the app")
+			if err := a.c.Signal(sig); err != nil {
+				s.Log.WithError(err).Warn("forward signal")
+			}
+		case <-a.exited:
+			if pid, err := a.c.Pid(); err == nil {
+				s.Reaper.Unprotect(pid)
+			}
+			s.Log.WithFields(logrus.Fields{"phase": "exit", "status": a.status}).Infof("app exited with status %d", a.status)
+			return a.status, a.err
+		}
+	}
+}
+
+// run starts the app cold and serves it.
+func (s *Supervisor) run(ctx context.Context, mode string) (int, error) {
+	begin := time.Now()
+	a, err := s.prepare()
+	if err != nil {
+		return 1, err
+	}
+	defer s.release(a)
+	if err := s.start(a); err != nil {
+		if errors.Is(err, container.ErrNotFound) {
+			return 127, err
+		}
+		return 1, err
+	}
+	go func() {
+		if _, err := s.waitReady(ctx, a, begin, mode); err != nil && !errors.Is(err, context.Canceled) {
+			s.Log.WithError(err).Warn("readiness")
+		}
+	}()
+	return s.serve(ctx, a)
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }
