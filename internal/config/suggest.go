@@ -1,0 +1,33 @@
+package config
+
+// nearestKey returns the known key closest to k by edit distance.
+func nearestKey(k string) string {
+	best, bestD := "", -1
+	for _, def := range keys {
+		if d := editDistance(k, def.name); bestD < 0 || d < bestD {
+			best, bestD = def.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, counted in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
