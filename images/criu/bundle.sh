@@ -29,6 +29,10 @@ PACKAGES=criu,iptables,tar,gzip,nftables
 MIN_MAJOR=4 MIN_MINOR=2
 TRIPLET=x86_64-linux-gnu
 
+# Make SIGINT/SIGTERM run the EXIT traps that remove temporary directories.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 [ "$(uname -m)" = x86_64 ] || die "only x86_64 is supported (got $(uname -m))"
 
 mkdir -p "$(dirname "$CACHE")" "$(dirname "$OUT")"
