@@ -119,8 +119,10 @@ func WithLogger(log *logrus.Entry) Option {
 }
 
 // Parse turns a readiness spec into a Probe: http:// and https:// URLs become a GET probe
-// (2xx is ready), tcp://host:port a connect probe, anything else a command run as
-// /bin/sh -c SPEC exactly as written (no expansion here: "$HOME" reaches the shell).
+// (2xx is ready, after following up to 10 redirects; no proxy; like kubelet, the server's
+// certificate is not verified), tcp://host:port a connect probe, anything else a command run
+// as /bin/sh -c SPEC exactly as written (no expansion here: "$HOME" reaches the shell), with
+// crwrap's environment and working directory.
 func Parse(spec string, opts ...Option) (Probe, error) {
 	o := newOptions(opts)
 	if strings.TrimSpace(spec) == "" {

@@ -75,11 +75,11 @@ func Wait(ctx context.Context, p Probe, interval, timeout time.Duration, opts ..
 		})
 	}
 	var lastLogged string
-	fail := func(err error) {
-		res.LastErr = err
-		if o.log != nil && err.Error() != lastLogged {
-			lastLogged = err.Error()
-			o.log.WithField("attempt", res.Attempts).Debugf("not ready: %v", err)
+	fail := func(out outcome) {
+		res.LastErr = out.err
+		if o.log != nil && out.err.Error() != lastLogged {
+			lastLogged = out.err.Error()
+			o.log.WithField("attempt", out.n).Debugf("not ready: %v", out.err)
 		}
 	}
 	// stop ends every running attempt and reports whether one of them succeeded meanwhile.
@@ -127,7 +127,7 @@ func Wait(ctx context.Context, p Probe, interval, timeout time.Duration, opts ..
 				stop()
 				return ready(elapsed)
 			}
-			fail(out.err)
+			fail(out)
 			if due {
 				due = false
 				launch()
