@@ -33,6 +33,9 @@ type LoadOptions struct {
 	FlagNames map[string]string
 	// Args is the app command given after "--"; when empty cr.container.command is used.
 	Args []string
+	// CommandOptional lets commands that start no app (doctor, inspect, ...) load the settings
+	// without an app command; Settings.Command is then empty.
+	CommandOptional bool
 }
 
 // origin says where a value came from.
@@ -157,6 +160,9 @@ func Load(opts LoadOptions) (*Settings, error) {
 			return nil, &Error{Source: "command line", Key: "--", Msg: "the app command after -- starts with an empty word"}
 		}
 	} else if len(s.Command) == 0 {
+		if opts.CommandOptional {
+			return s, nil
+		}
 		if o := origins[KeyCommand]; o.kind != "default" {
 			return nil, o.errorf(KeyCommand, "the app command is empty")
 		}

@@ -124,6 +124,11 @@ other.key=ignored ${nope
 					t.Errorf("%q", s.Readiness)
 				}
 			}},
+		{"command optional", "cr.log.level=debug\n", LoadOptions{CommandOptional: true}, func(t *testing.T, s *Settings) {
+			if len(s.Command) != 0 || s.LogLevel != "debug" {
+				t.Errorf("%+v", s)
+			}
+		}},
 		{"CR_PROPERTIES names the file", "", LoadOptions{Args: []string{"a"}}, func(t *testing.T, s *Settings) {}},
 	}
 	for _, tt := range tests {
