@@ -85,14 +85,16 @@ var requiredEntries = []struct {
 }
 
 // Export writes the checkpoint directory dir to w as a tar archive. dir may be a symlink to the
-// published version (it is followed); symlinks inside it are stored as symlinks and must stay
+// published version: it is followed, and the version is held (shared flock) until Export
+// returns, so a concurrent checkpoint does not remove it mid-export. Symlinks inside it are stored as symlinks and must stay
 // inside it. Entry names are relative ("checkpoint/pages-1.img"), in lexical order, owned by
 // root, with the files' permissions and modification times.
 func Export(dir string, w io.Writer, opts ExportOptions) (err error) {
-	root, err := filepath.EvalSymlinks(dir)
+	root, release, err := hold(dir)
 	if err != nil {
 		return fmt.Errorf("export %s: %w", dir, err)
 	}
+	defer release()
 	for _, r := range requiredEntries {
 		fi, err := os.Lstat(filepath.Join(root, r.name))
 		if err != nil || fi.IsDir() != r.dir {
