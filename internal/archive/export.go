@@ -86,9 +86,10 @@ var requiredEntries = []struct {
 
 // Export writes the checkpoint directory dir to w as a tar archive. dir may be a symlink to the
 // published version: it is followed, and the version is held (shared flock) until Export
-// returns, so a concurrent checkpoint does not remove it mid-export. Symlinks inside it are stored as symlinks and must stay
-// inside it. Entry names are relative ("checkpoint/pages-1.img"), in lexical order, owned by
-// root, with the files' permissions and modification times.
+// returns, so a concurrent checkpoint does not remove it mid-export. Symlinks inside it are
+// stored as symlinks and must stay inside it. Entry names are relative
+// ("checkpoint/pages-1.img"), in lexical order, owned by root, with the files' permissions and
+// modification times. dir must hold checkpoint/, config.dump and spec.dump (ErrNotCheckpoint).
 func Export(dir string, w io.Writer, opts ExportOptions) (err error) {
 	root, release, err := hold(dir)
 	if err != nil {
