@@ -60,7 +60,7 @@ func newDoctorCmd(g *globalFlags) *cobra.Command {
 		Short: "Check that this host can checkpoint and restore, and say why not",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !doctor.Run(cmd.Context(), cmd.OutOrStdout(), doctor.Options{}) {
+			if !doctor.Run(cmd.Context(), cmd.OutOrStdout(), doctor.Options{CRIUPath: criuPathSetting(g)}) {
 				return exitError{1}
 			}
 			return nil
@@ -78,4 +78,13 @@ func newVersionCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// criuPathSetting is cr.criu.path when the settings load (doctor runs even when they do not).
+func criuPathSetting(g *globalFlags) string {
+	s, err := g.load(nil, map[string]string{"cr.mode": string(config.ModeRun), })
+	if err != nil {
+		return ""
+	}
+	return s.CRIUPath
 }

@@ -63,6 +63,11 @@ is CR_RESTORE_WAIT), the properties file, the default.`,
 
 // load reads the settings with the command line's overrides.
 func (g *globalFlags) load(args []string, extra map[string]string) (*config.Settings, error) {
+	return g.loadWith(args, extra, false)
+}
+
+// loadWith is load for commands that may run without an app command (doctor).
+func (g *globalFlags) loadWith(args []string, extra map[string]string, commandOptional bool) (*config.Settings, error) {
 	flags := map[string]string{}
 	names := map[string]string{}
 	for _, kv := range g.set {
@@ -88,6 +93,8 @@ func (g *globalFlags) load(args []string, extra map[string]string) (*config.Sett
 		Flags:     flags,
 		FlagNames: names,
 		Args:      args,
+
+		CommandOptional: commandOptional,
 	})
 }
 
@@ -106,7 +113,7 @@ func newLogger(s *config.Settings) *logrus.Logger {
 	// libcontainer logs through the standard logger: keep it quiet and in the same format.
 	logrus.SetOutput(os.Stderr)
 	logrus.SetFormatter(l.Formatter)
-	logrus.SetLevel(logrus.WarnLevel)
+	logrus.SetLevel(logrus.ErrorLevel) // its CRIU log quotes: crwrap reports the tail itself
 	if l.Level >= logrus.DebugLevel {
 		logrus.SetLevel(l.Level)
 	}

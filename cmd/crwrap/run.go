@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -124,6 +123,9 @@ func runApp(ctx context.Context, s *config.Settings) (int, error) {
 // activateCRIU makes the CRIU to use the "criu" on PATH and returns its version.
 func activateCRIU(ctx context.Context, s *config.Settings) (string, error) {
 	if s.CRIUPath != "" {
+		if b, err := criu.FindBundle(); err == nil {
+			_ = b.Activate() // tar, gzip and iptables still come from the bundle
+		}
 		if err := criu.ActivatePath(s.CRIUPath, os.TempDir()); err != nil {
 			return "", err
 		}
@@ -164,5 +166,3 @@ func envOr(k, def string) string {
 	}
 	return def
 }
-
-var _ = logrus.Fields{}
