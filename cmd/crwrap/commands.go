@@ -82,7 +82,7 @@ func newVersionCmd() *cobra.Command {
 
 // criuPathSetting is cr.criu.path when the settings load (doctor runs even when they do not).
 func criuPathSetting(g *globalFlags) string {
-	s, err := g.load(nil, map[string]string{"cr.mode": string(config.ModeRun), })
+	s, err := g.load(nil, map[string]string{"cr.mode": string(config.ModeRun)})
 	if err != nil {
 		return ""
 	}

@@ -62,7 +62,6 @@ func (t *timeline) durations() map[string]int64 {
 	return out
 }
 
-
 // phase logs one finished phase with its duration and records it.
 func (s *Supervisor) phase(name string, start time.Time, fields logrus.Fields) time.Duration {
 	d := time.Since(start)

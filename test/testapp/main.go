@@ -10,6 +10,7 @@
 //
 // Flags of serve: -warmup DURATION, -heap MiB, -write PATH=CONTENT (written after warm-up,
 // repeatable), -connect HOST:PORT (keep an outbound TCP connection open).
+//
 //go:debug multipathtcp=0
 package main
 
