@@ -13,6 +13,7 @@ import (
 	"github.com/crwrap/crwrap/internal/container"
 	"github.com/crwrap/crwrap/internal/criu"
 	"github.com/crwrap/crwrap/internal/spec"
+	"github.com/crwrap/crwrap/internal/termlog"
 	// Enter a private mount namespace (before the Go runtime starts) for the commands that mount.
 	_ "github.com/crwrap/crwrap/internal/mountns"
 )
@@ -56,6 +57,8 @@ func exitCode(err error, root *cobra.Command) int {
 		return ee.code
 	}
 	fmt.Fprintf(root.ErrOrStderr(), "crwrap: %v\n", err)
+	// What kubectl describe pod shows as the reason the container terminated.
+	_ = termlog.Write(err.Error())
 	var ue usageError
 	switch {
 	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, spec.ErrInvalid):

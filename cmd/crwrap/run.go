@@ -14,6 +14,7 @@ import (
 	"github.com/crwrap/crwrap/internal/config"
 	"github.com/crwrap/crwrap/internal/container"
 	"github.com/crwrap/crwrap/internal/criu"
+	"github.com/crwrap/crwrap/internal/metrics"
 	"github.com/crwrap/crwrap/internal/mountns"
 	"github.com/crwrap/crwrap/internal/reaper"
 	"github.com/crwrap/crwrap/internal/supervisor"
@@ -103,7 +104,18 @@ func runApp(ctx context.Context, s *config.Settings) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	var m *metrics.Metrics
+	if s.MetricsAddress != "" {
+		m = metrics.New()
+		m.SetInfo(version.Version, criuVersion)
+		addr, err := m.Serve(rctx, s.MetricsAddress, entry)
+		if err != nil {
+			return 1, fmt.Errorf("serve metrics on %s: %w", s.MetricsAddress, err)
+		}
+		entry.WithField("address", addr.String()).Info("serving Prometheus metrics at /metrics")
+	}
 	sup := &supervisor.Supervisor{
+		Metrics:     m,
 		Settings:    s,
 		Template:    tmpl,
 		Log:         entry,

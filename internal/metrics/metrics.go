@@ -23,8 +23,10 @@ const (
 	FallbackMissing = "missing"
 	// FallbackDamaged: the checkpoint failed verification (sizes, digests, manifest).
 	FallbackDamaged = "damaged"
-	// FallbackForeign: the checkpoint is of another app, or from an incompatible host, kernel or CRIU.
+	// FallbackForeign: the checkpoint is of another app (command, template, volumes, executable).
 	FallbackForeign = "foreign"
+	// FallbackIncompatible: the checkpoint was made on an incompatible host (kernel, CPU, CRIU).
+	FallbackIncompatible = "incompatible"
 	// FallbackRestoreFailed: CRIU's restore failed.
 	FallbackRestoreFailed = "restore_failed"
 	// FallbackNotReady: the restored app did not become ready in time.
@@ -47,7 +49,7 @@ const (
 
 var (
 	modes   = []string{ModeRun, ModeCheckpoint, ModeRestore}
-	reasons = []string{FallbackMissing, FallbackDamaged, FallbackForeign, FallbackRestoreFailed, FallbackNotReady}
+	reasons = []string{FallbackMissing, FallbackDamaged, FallbackForeign, FallbackIncompatible, FallbackRestoreFailed, FallbackNotReady}
 	phases  = []string{PhaseRender, PhaseStart, PhaseReady, PhaseWarmup, PhaseDump, PhasePublish,
 		PhaseVerify, PhaseRestore, PhaseFallback, PhaseExit}
 )

@@ -91,9 +91,7 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 	}
 	s.phase("publish", t, logrus.Fields{"checkpoint": st.Path(), "bytes": size})
 	total := time.Since(begin)
-	if s.Observer != nil {
-		s.Observer.Checkpointed(total, size)
-	}
+	s.Metrics.ObserveCheckpoint(total, size)
 	s.summary("checkpoint published", logrus.Fields{"checkpoint": st.Path(), "bytes": size, "total_ms": total.Milliseconds()})
 	w.Unlock()
 	return s.idle(ctx)
@@ -181,7 +179,15 @@ func (s *Supervisor) dump(a *app, dir string) (int64, error) {
 		return 0, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "dump.log")))
 	}
 	<-a.exited
-	dumpDur := s.phase("dump", t, nil)
+	fields := logrus.Fields{}
+	if st, err := readDumpStats(work); err == nil {
+		fields["criu_frozen_ms"] = st.FrozenTime.Milliseconds()
+		fields["criu_memdump_ms"] = st.MemdumpTime.Milliseconds()
+		fields["criu_memwrite_ms"] = st.MemwriteTime.Milliseconds()
+		fields["pages_written"] = st.PagesWritten
+		s.Metrics.ObserveDumpStats(st)
+	}
+	dumpDur := s.phase("dump", t, fields)
 	checkpointed := time.Now()
 
 	t = time.Now()

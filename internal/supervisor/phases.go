@@ -12,15 +12,6 @@ import (
 
 var killSignal = unix.SIGKILL
 
-// Observer receives what metrics are made of.
-type Observer interface {
-	Phase(name string, d time.Duration)
-	TimeToReady(mode string, d time.Duration)
-	Checkpointed(d time.Duration, bytes int64)
-	Restored(d time.Duration)
-	Fallback(reason string)
-}
-
 // timeline collects phase durations for the summary line.
 type timeline struct {
 	mu     sync.Mutex
@@ -71,9 +62,7 @@ func (s *Supervisor) phase(name string, start time.Time, fields logrus.Fields) t
 		f[k] = v
 	}
 	s.Log.WithFields(f).Info(name)
-	if s.Observer != nil {
-		s.Observer.Phase(name, d)
-	}
+	s.Metrics.ObservePhase(name, d)
 	return d
 }
 

@@ -11,20 +11,21 @@ import (
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
 	"github.com/crwrap/crwrap/internal/container"
+	"github.com/crwrap/crwrap/internal/metrics"
 	"github.com/crwrap/crwrap/internal/rootfs"
 )
 
 // ErrRestoreFailed is returned when a restore was impossible and cr.restore.fallback=fail.
 var ErrRestoreFailed = errors.New("restore failed")
 
-// Fallback reasons (the reason label of crwrap_restore_fallbacks_total).
+// Fallback reasons (the reason label of crwrap_restore_fallbacks_total and of the log line).
 const (
-	ReasonNotFound     = "not_found"
-	ReasonDamaged      = "damaged"
-	ReasonForeign      = "foreign"
-	ReasonIncompatible = "incompatible"
-	ReasonRestore      = "restore_failed"
-	ReasonNotReady     = "not_ready"
+	ReasonNotFound     = metrics.FallbackMissing
+	ReasonDamaged      = metrics.FallbackDamaged
+	ReasonForeign      = metrics.FallbackForeign
+	ReasonIncompatible = metrics.FallbackIncompatible
+	ReasonRestore      = metrics.FallbackRestoreFailed
+	ReasonNotReady     = metrics.FallbackNotReady
 )
 
 func reasonOf(err error) string {
@@ -50,9 +51,7 @@ func (s *Supervisor) restore(ctx context.Context) (int, error) {
 	a, err := s.tryRestore(ctx, begin)
 	if err != nil {
 		reason := reasonOf(err)
-		if s.Observer != nil {
-			s.Observer.Fallback(reason)
-		}
+		s.Metrics.IncRestoreFallback(reason)
 		if s.Settings.RestoreFallback == "fail" {
 			s.Log.WithFields(logrus.Fields{"phase": "fallback", "reason": reason}).Error("not restoring, and cr.restore.fallback=fail")
 			return 1, fmt.Errorf("%w: %v", ErrRestoreFailed, err)
@@ -110,10 +109,16 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (_ *app, e
 	}
 	a.c = c
 	go s.await(a)
-	d := s.phase("restore", t, logrus.Fields{"checkpoint": r.Dir, "container": a.id})
-	if s.Observer != nil {
-		s.Observer.Restored(d)
+	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id}
+	st2, serr := readRestoreStats(work)
+	if serr == nil {
+		fields["criu_restore_ms"] = st2.RestoreTime.Milliseconds()
+		fields["criu_forking_ms"] = st2.ForkingTime.Milliseconds()
+		fields["pages_restored"] = st2.PagesRestored
+		s.Metrics.ObserveRestoreStats(st2)
 	}
+	d := s.phase("restore", t, fields)
+	s.Metrics.ObserveRestore(d, -1)
 	r.Close() // CRIU has read everything: a new checkpoint may replace this one now
 
 	if _, err := s.waitReady(ctx, a, begin, "restore"); err != nil {

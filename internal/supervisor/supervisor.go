@@ -19,6 +19,7 @@ import (
 
 	"github.com/crwrap/crwrap/internal/config"
 	"github.com/crwrap/crwrap/internal/container"
+	"github.com/crwrap/crwrap/internal/metrics"
 	"github.com/crwrap/crwrap/internal/readiness"
 	"github.com/crwrap/crwrap/internal/reaper"
 	"github.com/crwrap/crwrap/internal/rootfs"
@@ -58,8 +59,8 @@ type Supervisor struct {
 	CRIUVersion string
 	// Version is crwrap's version.
 	Version string
-	// Observer receives phase timings and outcomes (metrics); may be nil.
-	Observer Observer
+	// Metrics records what happens (nil: nothing is recorded).
+	Metrics *metrics.Metrics
 
 	timeline timeline
 }
@@ -264,9 +265,10 @@ func (s *Supervisor) waitReady(ctx context.Context, a *app, since time.Time, mod
 	s.Log.WithFields(logrus.Fields{"phase": "ready", "mode": mode, "time_to_ready_ms": ms(ttr), "attempts": res.Attempts}).
 		Infof("app ready %d ms after %s", ms(ttr), map[string]string{"run": "start", "checkpoint": "start", "restore": "restore began", "cold": "start"}[mode])
 	s.timeline.add("ready", ttr)
-	if s.Observer != nil {
-		s.Observer.TimeToReady(mode, ttr)
+	if mode == "cold" {
+		mode = metrics.ModeRun
 	}
+	s.Metrics.ObserveTimeToReady(mode, ttr)
 	return ttr, nil
 }
 

@@ -1,0 +1,54 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v7/stats"
+
+	"github.com/crwrap/crwrap/internal/metrics"
+)
+
+func us(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
+
+// readDumpStats reads CRIU's stats-dump from its work directory.
+func readDumpStats(dir string) (metrics.DumpStats, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return metrics.DumpStats{}, err
+	}
+	defer d.Close()
+	st, err := stats.CriuGetDumpStats(d)
+	if err != nil {
+		return metrics.DumpStats{}, fmt.Errorf("read CRIU dump statistics: %w", err)
+	}
+	return metrics.DumpStats{
+		FreezingTime: us(st.GetFreezingTime()),
+		FrozenTime:   us(st.GetFrozenTime()),
+		MemdumpTime:  us(st.GetMemdumpTime()),
+		MemwriteTime: us(st.GetMemwriteTime()),
+		PagesScanned: st.GetPagesScanned(),
+		PagesWritten: st.GetPagesWritten(),
+	}, nil
+}
+
+// readRestoreStats reads CRIU's stats-restore from its work directory.
+func readRestoreStats(dir string) (metrics.RestoreStats, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return metrics.RestoreStats{}, err
+	}
+	defer d.Close()
+	st, err := stats.CriuGetRestoreStats(d)
+	if err != nil {
+		return metrics.RestoreStats{}, fmt.Errorf("read CRIU restore statistics: %w", err)
+	}
+	return metrics.RestoreStats{
+		ForkingTime:     us(st.GetForkingTime()),
+		RestoreTime:     us(st.GetRestoreTime()),
+		PagesCompared:   st.GetPagesCompared(),
+		PagesSkippedCOW: st.GetPagesSkippedCow(),
+		PagesRestored:   st.GetPagesRestored(),
+	}, nil
+}
