@@ -57,6 +57,10 @@ is CR_RESTORE_WAIT), the properties file, the default.`,
 		newRenderCmd(g),
 		newDoctorCmd(g),
 		newVersionCmd(),
+		newInspectCmd(),
+		newExportCmd(),
+		newImportCmd(),
+		newVerifyCmd(g),
 	)
 	return root
 }

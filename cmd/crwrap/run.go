@@ -59,7 +59,7 @@ func newRunCmd(g *globalFlags, fixed config.Mode) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		code, err := runApp(cmd.Context(), s)
+		code, err := runApp(cmd.Context(), s, false)
 		if err != nil {
 			return err
 		}
@@ -69,7 +69,7 @@ func newRunCmd(g *globalFlags, fixed config.Mode) *cobra.Command {
 }
 
 // runApp sets up what the supervisor needs (CRIU, directories, reaping, signals) and runs it.
-func runApp(ctx context.Context, s *config.Settings) (int, error) {
+func runApp(ctx context.Context, s *config.Settings, stopWhenReady bool) (int, error) {
 	log := newLogger(s)
 	entry := log.WithField("mode", string(s.Mode))
 	env := os.Environ() // the app's environment, before PATH gets the CRIU bundle
@@ -115,19 +115,20 @@ func runApp(ctx context.Context, s *config.Settings) (int, error) {
 		entry.WithField("address", addr.String()).Info("serving Prometheus metrics at /metrics")
 	}
 	sup := &supervisor.Supervisor{
-		Metrics:     m,
-		Settings:    s,
-		Template:    tmpl,
-		Log:         entry,
-		Runtime:     &container.Runtime{Root: stateDir, Log: entry},
-		Reaper:      rp,
-		WorkRoot:    workDir,
-		Env:         env,
-		Stdout:      os.Stdout,
-		Stderr:      os.Stderr,
-		Signals:     sigs,
-		CRIUVersion: criuVersion,
-		Version:     version.Version,
+		Metrics:       m,
+		StopWhenReady: stopWhenReady,
+		Settings:      s,
+		Template:      tmpl,
+		Log:           entry,
+		Runtime:       &container.Runtime{Root: stateDir, Log: entry},
+		Reaper:        rp,
+		WorkRoot:      workDir,
+		Env:           env,
+		Stdout:        os.Stdout,
+		Stderr:        os.Stderr,
+		Signals:       sigs,
+		CRIUVersion:   criuVersion,
+		Version:       version.Version,
 	}
 	return sup.Run(ctx)
 }

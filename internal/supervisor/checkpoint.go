@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/crwrap/crwrap/internal/archive"
 	"github.com/crwrap/crwrap/internal/checkpoint"
 	"github.com/crwrap/crwrap/internal/container"
 	"github.com/crwrap/crwrap/internal/readiness"
@@ -199,12 +200,6 @@ func (s *Supervisor) dump(a *app, dir string) (int64, error) {
 	if err := copyFile(filepath.Join(work, "stats-dump"), filepath.Join(dir, checkpoint.StatsDumpFile)); err != nil {
 		return 0, fmt.Errorf("save CRIU statistics: %w", err)
 	}
-	if err := writeJSON(filepath.Join(dir, checkpoint.SpecDumpFile), a.spec); err != nil {
-		return 0, err
-	}
-	if err := writeJSON(filepath.Join(dir, checkpoint.ConfigDumpFile), s.configDump(a, checkpointed)); err != nil {
-		return 0, err
-	}
 	host, err := checkpoint.CurrentHost()
 	if err != nil {
 		return 0, err
@@ -221,6 +216,21 @@ func (s *Supervisor) dump(a *app, dir string) (int64, error) {
 		DurationsMS:   s.timeline.durations(),
 	}
 	m.DurationsMS["dump"] = dumpDur.Milliseconds()
+	// spec.dump and config.dump as Podman/CRI-O write them, so checkpointctl reads the archive.
+	sp := *a.spec
+	sp.Annotations = map[string]string{}
+	for k, v := range a.spec.Annotations {
+		sp.Annotations[k] = v
+	}
+	for k, v := range archive.SpecAnnotations(s.Settings.CheckpointName, os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")) {
+		sp.Annotations[k] = v
+	}
+	if err := writeJSON(filepath.Join(dir, checkpoint.SpecDumpFile), &sp); err != nil {
+		return 0, err
+	}
+	if err := archive.WriteConfigDump(dir, archive.ConfigDump(m, os.Getenv("CRWRAP_IMAGE"), a.started)); err != nil {
+		return 0, err
+	}
 	if err := checkpoint.WriteManifest(dir, m); err != nil {
 		return 0, err
 	}
@@ -249,21 +259,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o600)
-}
-
-// configDump is the container metadata of Podman/CRI-O checkpoint archives (config.dump).
-func (s *Supervisor) configDump(a *app, checkpointed time.Time) map[string]any {
-	image := os.Getenv("CRWRAP_IMAGE")
-	return map[string]any{
-		"id":               a.id,
-		"name":             s.Settings.CheckpointName,
-		"rootfsImage":      image,
-		"rootfsImageRef":   image,
-		"rootfsImageName":  image,
-		"runtime":          "crwrap",
-		"createdTime":      checkpointed.UTC(),
-		"checkpointedTime": checkpointed.UTC(),
-		"restoredTime":     time.Time{},
-		"restored":         false,
-	}
 }

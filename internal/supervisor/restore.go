@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -52,7 +53,7 @@ func (s *Supervisor) restore(ctx context.Context) (int, error) {
 	if err != nil {
 		reason := reasonOf(err)
 		s.Metrics.IncRestoreFallback(reason)
-		if s.Settings.RestoreFallback == "fail" {
+		if s.Settings.RestoreFallback == "fail" || s.StopWhenReady {
 			s.Log.WithFields(logrus.Fields{"phase": "fallback", "reason": reason}).Error("not restoring, and cr.restore.fallback=fail")
 			return 1, fmt.Errorf("%w: %v", ErrRestoreFailed, err)
 		}
@@ -61,7 +62,22 @@ func (s *Supervisor) restore(ctx context.Context) (int, error) {
 		return s.run(ctx, "cold")
 	}
 	defer s.release(a)
+	if s.StopWhenReady {
+		return s.stop(a)
+	}
 	return s.serve(ctx, a)
+}
+
+// stop ends a ready app with SIGTERM (SIGKILL after 10 s) and returns 0.
+func (s *Supervisor) stop(a *app) (int, error) {
+	_ = a.c.Signal(syscall.SIGTERM)
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		_ = a.c.Signal(syscall.SIGKILL)
+		<-a.exited
+	}
+	return 0, nil
 }
 
 // tryRestore finds, checks and restores the checkpoint, and waits until the app is ready.

@@ -2,10 +2,9 @@ package supervisor
 
 import (
 	"fmt"
-	"os"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v7/stats"
+	"github.com/checkpoint-restore/go-criu/v7/crit"
 
 	"github.com/crwrap/crwrap/internal/metrics"
 )
@@ -14,12 +13,7 @@ func us(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
 
 // readDumpStats reads CRIU's stats-dump from its work directory.
 func readDumpStats(dir string) (metrics.DumpStats, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return metrics.DumpStats{}, err
-	}
-	defer d.Close()
-	st, err := stats.CriuGetDumpStats(d)
+	st, err := crit.GetDumpStats(dir)
 	if err != nil {
 		return metrics.DumpStats{}, fmt.Errorf("read CRIU dump statistics: %w", err)
 	}
@@ -35,12 +29,7 @@ func readDumpStats(dir string) (metrics.DumpStats, error) {
 
 // readRestoreStats reads CRIU's stats-restore from its work directory.
 func readRestoreStats(dir string) (metrics.RestoreStats, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return metrics.RestoreStats{}, err
-	}
-	defer d.Close()
-	st, err := stats.CriuGetRestoreStats(d)
+	st, err := crit.GetRestoreStats(dir)
 	if err != nil {
 		return metrics.RestoreStats{}, fmt.Errorf("read CRIU restore statistics: %w", err)
 	}

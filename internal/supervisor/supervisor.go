@@ -59,6 +59,9 @@ type Supervisor struct {
 	CRIUVersion string
 	// Version is crwrap's version.
 	Version string
+	// StopWhenReady makes restore stop the app with SIGTERM once it is ready and return 0
+	// (crwrap verify); a restore that cannot be done is then always an error.
+	StopWhenReady bool
 	// Metrics records what happens (nil: nothing is recorded).
 	Metrics *metrics.Metrics
 
@@ -72,6 +75,8 @@ type app struct {
 	fs   *rootfs.Rootfs
 	spec *specs.Spec
 	c    *container.Container
+	// started is when the app was started.
+	started time.Time
 	// exited is closed when the app has exited and status is set.
 	exited chan struct{}
 	status int
@@ -193,6 +198,7 @@ func (s *Supervisor) start(a *app) error {
 		return err
 	}
 	a.c = c
+	a.started = start
 	go s.await(a)
 	s.phase("start", start, logrus.Fields{"container": a.id})
 	return nil
