@@ -1,0 +1,521 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crwrap/crwrap/test/harness"
+)
+
+// Samples are the values of named metrics, one per repetition.
+type Samples map[string][]float64
+
+func (s Samples) add(k string, v float64) { s[k] = append(s[k], v) }
+
+// Medians of every metric.
+func (s Samples) Medians() map[string]float64 {
+	m := map[string]float64{}
+	for k, v := range s {
+		m[k] = median(v)
+	}
+	return m
+}
+
+// SizeResult is everything measured for one heap size.
+type SizeResult struct {
+	MiB     int
+	Samples Samples
+	Med     map[string]float64
+}
+
+// ConcResult is N concurrent restores.
+type ConcResult struct {
+	N       int
+	MiB     int
+	Samples Samples
+	Med     map[string]float64
+}
+
+// Machine describes where the numbers were taken.
+type Machine struct {
+	CPU, Kernel, Memory, THP, Crwrap, CRIU, Go string
+	Cores                                      int
+	LoadBefore, LoadAfter                      string
+}
+
+// Results of one run.
+type Results struct {
+	Machine  Machine
+	Warmup   time.Duration
+	Reps     int
+	Poll     time.Duration
+	Command  string
+	Started  time.Time
+	Duration time.Duration
+	Sizes    []SizeResult
+	Conc     []ConcResult
+}
+
+func writeJSON(path string, r *Results) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+type bench struct {
+	cfg   Config
+	app   string
+	port  int
+	root  string
+	props map[int]string // per heap size
+}
+
+func (b *bench) logf(format string, args ...any) {
+	if b.cfg.Log != nil {
+		fmt.Fprintf(b.cfg.Log, "%s bench: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+}
+
+func (b *bench) addr() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
+
+func (b *bench) appArgs(mib int) []string {
+	return []string{b.app, "serve", b.addr(), "-warmup", b.cfg.Warmup.String(), "-heap", strconv.Itoa(mib)}
+}
+
+func (b *bench) name(mib int) string { return fmt.Sprintf("m%d", mib) }
+
+func (b *bench) propsFor(mib int) (string, error) {
+	if p, ok := b.props[mib]; ok {
+		return p, nil
+	}
+	p := filepath.Join(b.root, fmt.Sprintf("m%d.properties", mib))
+	lines := []string{
+		"cr.checkpoint.name=" + b.name(mib),
+		"cr.checkpoint.directory=bench",
+		"cr.checkpoint.root=" + filepath.Join(b.root, "cr"),
+		"cr.container.readiness=http://" + b.addr() + "/ready",
+		"cr.checkpoint.exit=true",
+		"cr.checkpoint.refresh=always", // every repetition dumps
+		"cr.restore.fallback=fail",     // a cold start must never pass for a restore
+	}
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	b.props[mib] = p
+	return p, nil
+}
+
+func (b *bench) crwrapArgs(mode string, mib int) ([]string, error) {
+	props, err := b.propsFor(mib)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{mode, "--config", props, "--"}, b.appArgs(mib)...), nil
+}
+
+// timeout of one app start: warm-up, heap filling (~0.2 s per 256 MiB here) and slack.
+func (b *bench) timeout(mib int) time.Duration {
+	return b.cfg.Warmup + time.Duration(mib)*10*time.Millisecond + 60*time.Second
+}
+
+// Run runs the whole benchmark. Partial results come back with an error.
+func Run(cfg Config) (*Results, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the benchmark needs root")
+	}
+	if _, err := os.Stat(harness.Crwrap()); err != nil {
+		return nil, fmt.Errorf("no crwrap build (make build): %v", err)
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 5 * time.Millisecond
+	}
+	res := &Results{Warmup: cfg.Warmup, Reps: cfg.Reps, Poll: cfg.Poll, Started: time.Now(), Machine: describe()}
+	defer func() { res.Duration = time.Since(res.Started); res.Machine.LoadAfter = loadavg() }()
+
+	b := &bench{cfg: cfg, props: map[int]string{}}
+	var err error
+	if cfg.Root == "" {
+		if b.root, err = os.MkdirTemp("/var/tmp", "crwrap-bench-"); err != nil {
+			return nil, err
+		}
+	} else {
+		b.root = cfg.Root
+		if err := os.MkdirAll(b.root, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.Keep {
+		defer os.RemoveAll(b.root)
+	}
+	if b.app, err = buildTestApp(b.root); err != nil {
+		return nil, err
+	}
+	if b.port, err = freePort(); err != nil {
+		return nil, err
+	}
+	res.Command = "crwrap run|checkpoint|restore --config <props> -- " + strings.Join(b.appArgs(0)[1:], " ")
+	res.Command = strings.Replace(res.Command, "-heap 0", "-heap M", 1)
+
+	sizes := map[int]*SizeResult{}
+	for _, m := range cfg.Sizes {
+		sizes[m] = &SizeResult{MiB: m, Samples: Samples{}}
+		res.Sizes = append(res.Sizes, *sizes[m])
+	}
+	finish := func() {
+		res.Sizes = res.Sizes[:0]
+		for _, m := range cfg.Sizes {
+			s := sizes[m]
+			s.Med = s.Samples.Medians()
+			res.Sizes = append(res.Sizes, *s)
+		}
+	}
+	for rep := 1; rep <= cfg.Reps; rep++ {
+		for _, m := range cfg.Sizes {
+			s := sizes[m].Samples
+			b.logf("rep %d/%d, %d MiB: cold start", rep, cfg.Reps, m)
+			if err := b.cold(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("cold start, %d MiB: %w", m, err)
+			}
+			b.logf("rep %d/%d, %d MiB: checkpoint", rep, cfg.Reps, m)
+			if err := b.checkpoint(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("checkpoint, %d MiB: %w", m, err)
+			}
+			b.logf("rep %d/%d, %d MiB: restore", rep, cfg.Reps, m)
+			if err := b.restore(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("restore, %d MiB: %w", m, err)
+			}
+		}
+	}
+	finish()
+
+	// Concurrent restores of one checkpoint, each crwrap in its own network namespace.
+	if _, ok := b.props[cfg.ConcSize]; !ok {
+		b.logf("checkpoint of %d MiB for the concurrency runs", cfg.ConcSize)
+		if err := b.checkpoint(cfg.ConcSize, Samples{}); err != nil {
+			return res, fmt.Errorf("checkpoint, %d MiB: %w", cfg.ConcSize, err)
+		}
+	}
+	conc := append([]int(nil), cfg.Conc...)
+	if conc[0] != 1 {
+		conc = append([]int{1}, conc...) // the baseline
+	}
+	maxN := 0
+	for _, n := range conc {
+		maxN = max(maxN, n)
+	}
+	var nss []string
+	defer func() {
+		for _, ns := range nss {
+			_ = netnsDel(ns)
+		}
+	}()
+	for i := 0; i < maxN; i++ {
+		ns := fmt.Sprintf("crwrap-bench-%d-%d", os.Getpid(), i)
+		if err := netnsAdd(ns); err != nil {
+			return res, err
+		}
+		nss = append(nss, ns)
+	}
+	cr := map[int]*ConcResult{}
+	for _, n := range conc {
+		cr[n] = &ConcResult{N: n, MiB: cfg.ConcSize, Samples: Samples{}}
+	}
+	finishConc := func() {
+		res.Conc = nil
+		for _, n := range conc {
+			c := cr[n]
+			c.Med = c.Samples.Medians()
+			res.Conc = append(res.Conc, *c)
+		}
+	}
+	for rep := 1; rep <= cfg.Reps; rep++ {
+		for _, n := range conc {
+			b.logf("rep %d/%d: %d concurrent restores of %d MiB", rep, cfg.Reps, n, cfg.ConcSize)
+			if err := b.concurrent(cfg.ConcSize, nss[:n], cr[n].Samples); err != nil {
+				finishConc()
+				return res, fmt.Errorf("%d concurrent restores: %w", n, err)
+			}
+		}
+	}
+	finishConc()
+	return res, nil
+}
+
+// cold: crwrap run, time until /ready answers.
+func (b *bench) cold(mib int, s Samples) error {
+	args, err := b.crwrapArgs("run", mib)
+	if err != nil {
+		return err
+	}
+	p, err := startCrwrap("", args...)
+	if err != nil {
+		return err
+	}
+	defer p.stop(30 * time.Second)
+	at, err := pollReady(p, "", b.addr(), b.cfg.Poll, b.timeout(mib))
+	if err != nil {
+		return err
+	}
+	e, err := p.waitPhase("ready", 30*time.Second)
+	if err != nil {
+		return err
+	}
+	logged, _ := e.num("time_to_ready_ms")
+	s.add("cold_ms", ms(at.Sub(p.started)))
+	s.add("cold_logged_ms", logged)
+	s.add("cold_start_phase_ms", p.phaseMS("start"))
+	if code := p.stop(30 * time.Second); code != 0 {
+		return fmt.Errorf("crwrap run exited %d after SIGTERM\n%s", code, p.tail())
+	}
+	return nil
+}
+
+// checkpoint: crwrap checkpoint with cr.checkpoint.exit=true; phases, size, CRIU's dump stats.
+func (b *bench) checkpoint(mib int, s Samples) error {
+	args, err := b.crwrapArgs("checkpoint", mib)
+	if err != nil {
+		return err
+	}
+	p, err := startCrwrap("", args...)
+	if err != nil {
+		return err
+	}
+	code, err := p.wait(b.timeout(mib) + time.Duration(mib)*20*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("crwrap checkpoint exited %d\n%s", code, p.tail())
+	}
+	ready, ok := p.phase("ready")
+	if !ok {
+		return fmt.Errorf("no ready line\n%s", p.tail())
+	}
+	if _, ok := p.phase("summary"); !ok {
+		return fmt.Errorf("no summary line (kept an old checkpoint?)\n%s", p.tail())
+	}
+	var sum float64
+	for _, ph := range []string{"identify", "dump", "write", "publish"} {
+		v := p.phaseMS(ph)
+		s.add("ckpt_"+ph+"_ms", v)
+		sum += max(v, 0)
+	}
+	s.add("ckpt_ms", sum)
+	s.add("ckpt_exit_ms", ms(p.exited.Sub(ready.At)))
+	s.add("ckpt_total_ms", p.summaryMS("total_ms"))
+	s.add("ckpt_wall_ms", ms(p.exited.Sub(p.started)))
+	dir := filepath.Join(b.root, "cr", "bench", b.name(mib))
+	n, err := duBytes(dir)
+	if err != nil {
+		return err
+	}
+	s.add("size_mb", float64(n)/1e6)
+	real, _ := filepath.EvalSymlinks(dir)
+	if st, err := dumpStats(real); err == nil {
+		s.add("criu_freezing_ms", float64(st.GetFreezingTime())/1000)
+		s.add("criu_frozen_ms", float64(st.GetFrozenTime())/1000)
+		s.add("criu_memdump_ms", float64(st.GetMemdumpTime())/1000)
+		s.add("criu_memwrite_ms", float64(st.GetMemwriteTime())/1000)
+		s.add("criu_pages_written", float64(st.GetPagesWritten()))
+	} else {
+		b.logf("stats-dump: %v", err)
+	}
+	return nil
+}
+
+// restore: crwrap restore; outside and logged time-to-ready, phases, CRIU's statistics.
+func (b *bench) restore(mib int, s Samples) error {
+	args, err := b.crwrapArgs("restore", mib)
+	if err != nil {
+		return err
+	}
+	p, err := startCrwrap("", args...)
+	if err != nil {
+		return err
+	}
+	defer p.stop(30 * time.Second)
+	at, err := pollReady(p, "", b.addr(), b.cfg.Poll, b.timeout(mib))
+	if err != nil {
+		return err
+	}
+	if _, err := p.waitPhase("summary", 30*time.Second); err != nil {
+		return err
+	}
+	ready, _ := p.phase("ready")
+	logged, _ := ready.num("time_to_ready_ms")
+	outside := ms(at.Sub(p.started))
+	s.add("restore_ms", outside)
+	s.add("restore_logged_ms", logged)
+	s.add("restore_before_ms", outside-logged) // crwrap start-up, before its restore clock starts
+	var phases float64
+	for _, ph := range []string{"find", "verify", "render", "restore"} {
+		v := p.phaseMS(ph)
+		s.add("r_"+ph+"_ms", v)
+		phases += max(v, 0)
+	}
+	s.add("r_readiness_ms", logged-phases)
+	rst, _ := p.phase("restore")
+	c, err := readCRIURestore(p.cmd.Process.Pid, rst.str("container"))
+	if err != nil {
+		b.logf("%v", err)
+	} else {
+		s.add("criu_restore_ms", c.RestoreMS)
+		s.add("criu_forking_ms", c.ForkingMS)
+		s.add("criu_log_total_ms", c.LogTotalMS)
+		s.add("criu_log_fork_ms", c.LogForkMS)
+		s.add("criu_log_mntns_ms", c.LogMountNSMS)
+		s.add("overhead_ms", outside-c.RestoreMS)
+		s.add("r_restore_beyond_criu_ms", p.phaseMS("restore")-c.RestoreMS)
+	}
+	if code := p.stop(30 * time.Second); code != 0 {
+		return fmt.Errorf("crwrap restore exited %d after SIGTERM\n%s", code, p.tail())
+	}
+	return nil
+}
+
+// concurrent: len(nss) restores at once, each in its own network namespace.
+func (b *bench) concurrent(mib int, nss []string, s Samples) error {
+	args, err := b.crwrapArgs("restore", mib)
+	if err != nil {
+		return err
+	}
+	n := len(nss)
+	procs := make([]*proc, n)
+	defer func() {
+		var wg sync.WaitGroup
+		for _, p := range procs {
+			if p != nil {
+				wg.Add(1)
+				go func(p *proc) { defer wg.Done(); p.stop(30 * time.Second) }(p)
+			}
+		}
+		wg.Wait()
+	}()
+	first := time.Now()
+	for i, ns := range nss {
+		if procs[i], err = startCrwrap(ns, args...); err != nil {
+			return err
+		}
+	}
+	type out struct {
+		at  time.Time
+		err error
+	}
+	outs := make([]out, n)
+	var wg sync.WaitGroup
+	for i := range procs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			outs[i].at, outs[i].err = pollReady(procs[i], nss[i], b.addr(), b.cfg.Poll, b.timeout(mib))
+		}(i)
+	}
+	wg.Wait()
+	var outside, logged, phase, criu []float64
+	last := first
+	for i, p := range procs {
+		if outs[i].err != nil {
+			return outs[i].err
+		}
+		if _, err := p.waitPhase("summary", 30*time.Second); err != nil {
+			return err
+		}
+		if outs[i].at.After(last) {
+			last = outs[i].at
+		}
+		outside = append(outside, ms(outs[i].at.Sub(p.started)))
+		e, _ := p.phase("ready")
+		v, _ := e.num("time_to_ready_ms")
+		logged = append(logged, v)
+		phase = append(phase, p.phaseMS("restore"))
+		rst, _ := p.phase("restore")
+		if c, err := readCRIURestore(p.cmd.Process.Pid, rst.str("container")); err == nil {
+			criu = append(criu, c.RestoreMS)
+		} else {
+			b.logf("%v", err)
+		}
+	}
+	s.add("slowest_ms", maxOf(outside))
+	s.add("median_ms", median(outside))
+	s.add("slowest_logged_ms", maxOf(logged))
+	s.add("slowest_restore_phase_ms", maxOf(phase))
+	s.add("slowest_criu_ms", maxOf(criu))
+	s.add("all_ready_ms", ms(last.Sub(first)))
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// describe the machine.
+func describe() Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "MemTotal:") {
+				f := strings.Fields(l)
+				if len(f) >= 2 {
+					kb, _ := strconv.ParseFloat(f[1], 64)
+					m.Memory = fmt.Sprintf("%.1f GiB", kb/1024/1024)
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); err == nil {
+		m.THP = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command(harness.Crwrap(), "version").Output(); err == nil {
+		m.Crwrap = strings.TrimSpace(string(out))
+	}
+	if b, err := os.ReadFile(filepath.Join(harness.BuildDir(), "criu", "VERSION")); err == nil {
+		m.CRIU = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
