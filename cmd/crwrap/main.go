@@ -16,6 +16,8 @@ import (
 	"github.com/crwrap/crwrap/internal/termlog"
 	// Enter a private mount namespace (before the Go runtime starts) for the commands that mount.
 	_ "github.com/crwrap/crwrap/internal/mountns"
+	// Run bundled CRIU tools without starting the Go runtime.
+	_ "github.com/crwrap/crwrap/internal/multicall"
 )
 
 // exitError carries an exit status decided by the command (the app's own status).

@@ -24,7 +24,7 @@ import (
 // Where crwrap keeps libcontainer state (shared by all crwraps of a machine, so a later one
 // can clean up after a killed one) and per-container scratch space (a private tmpfs).
 const (
-	defaultStateDir = "/run/crwrap-state"
+	defaultStateDir = "/var/lib/crwrap/state"
 	defaultWorkDir  = "/run/crwrap"
 )
 
@@ -93,7 +93,20 @@ func runApp(ctx context.Context, s *config.Settings, stopWhenReady bool) (int, e
 	if err := prepareWorkDir(workDir); err != nil {
 		return 1, err
 	}
-	defer unix.Unmount(workDir, unix.MNT_DETACH)
+	if s.Mode != config.ModeRun && mountns.Entered() {
+		// CRIU's kernel probe cache lives on the checkpoint root, so that restores skip the probes.
+		kdat := criu.KdatCache{Path: filepath.Join(s.CheckpointRoot, ".crwrap", "criu-"+criuVersion+".kdat")}
+		if err := kdat.Load(); err != nil {
+			entry.WithError(err).Warn("CRIU kernel probe cache")
+		}
+		if s.Mode == config.ModeCheckpoint {
+			defer func() {
+				if err := kdat.Save(); err != nil {
+					entry.WithError(err).Debug("CRIU kernel probe cache not saved")
+				}
+			}()
+		}
+	}
 
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
@@ -158,17 +171,17 @@ func activateCRIU(ctx context.Context, s *config.Settings) (string, error) {
 	return b.Version.String(), nil
 }
 
-// prepareWorkDir gives this crwrap its own tmpfs for root filesystem layers and CRIU work
-// directories: invisible to the app (its root is a non-recursive bind) and gone with crwrap.
+// prepareWorkDir gives this crwrap a tmpfs of its own on /run, for root filesystem layers,
+// CRIU work directories and CRIU's kernel probe cache: invisible to the app (its root is a
+// non-recursive bind of "/") and gone with crwrap.
 func prepareWorkDir(dir string) error {
+	if mountns.Entered() {
+		if err := criu.PrivateRun(); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create work directory %s: %w", dir, err)
-	}
-	if !mountns.Entered() {
-		return nil // no private mount namespace: use the directory as it is
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
-		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 	}
 	return nil
 }

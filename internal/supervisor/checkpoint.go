@@ -176,6 +176,7 @@ func (s *Supervisor) dump(a *app, dir string) (int64, error) {
 	release := s.Reaper.Hold()
 	err = a.c.Checkpoint(container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished})
 	release()
+	keepCRIULog(work, "dump.log")
 	if err != nil {
 		return 0, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "dump.log")))
 	}

@@ -3,8 +3,10 @@ package supervisor
 import (
 	"bufio"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // criuLogTail returns the last lines of a CRIU log that say what went wrong, prefixed with
@@ -43,4 +45,21 @@ func criuLogTail(path string) string {
 
 func isTerminating(sig os.Signal) bool {
 	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
+}
+
+// KeepLogsEnv names a directory where crwrap copies CRIU's logs (dump.log, restore.log,
+// prefixed with the time) before it removes its work directory; for debugging.
+const KeepLogsEnv = "CRWRAP_CRIU_LOG_DIR"
+
+func keepCRIULog(work, name string) {
+	dir := os.Getenv(KeepLogsEnv)
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(work, name))
+	if err != nil {
+		return
+	}
+	_ = os.MkdirAll(dir, 0o700)
+	_ = os.WriteFile(filepath.Join(dir, time.Now().UTC().Format("20060102T150405.000000")+"-"+name), b, 0o600)
 }

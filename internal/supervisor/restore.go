@@ -121,10 +121,12 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (_ *app, e
 	}
 	release()
 	if err != nil {
+		keepCRIULog(work, "restore.log")
 		return a, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "restore.log")))
 	}
 	a.c = c
 	go s.await(a)
+	keepCRIULog(work, "restore.log")
 	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id}
 	st2, serr := readRestoreStats(work)
 	if serr == nil {
