@@ -173,14 +173,27 @@ func (s *Supervisor) render(id, root string) (*specs.Spec, error) {
 	return sp, nil
 }
 
-// appEnv drops what belongs to crwrap and libcontainer from the app's environment.
+// appEnv drops what belongs to crwrap and libcontainer from the app's environment, and turns
+// off Go's multipath TCP (on by default for listeners since Go 1.24): CRIU cannot checkpoint
+// MPTCP sockets ("Unsupported proto 262"), so a Go server would never checkpoint otherwise.
+// An explicit multipathtcp setting in GODEBUG is kept.
 func appEnv(env []string) []string {
-	out := make([]string, 0, len(env))
+	out := make([]string, 0, len(env)+1)
+	godebug := false
 	for _, kv := range env {
 		if strings.HasPrefix(kv, "_LIBCONTAINER") || strings.HasPrefix(kv, "CRWRAP_") {
 			continue
 		}
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			godebug = true
+			if !strings.Contains(v, "multipathtcp=") {
+				kv = "GODEBUG=" + strings.TrimPrefix(v+",multipathtcp=0", ",")
+			}
+		}
 		out = append(out, kv)
+	}
+	if !godebug {
+		out = append(out, "GODEBUG=multipathtcp=0")
 	}
 	return out
 }
