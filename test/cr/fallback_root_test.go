@@ -244,3 +244,33 @@ func leftoversOf(p *harness.Proc, id string) []string {
 	}
 	return out
 }
+
+// A checkpoint of another command line (here: other flags) is another app's: not restored.
+func TestFallbackForeignCommand(t *testing.T) {
+	a := newTestApp(t, "-warmup", "300ms", "-heap", "16")
+	want := a.mustCheckpoint()
+	other := a.variant("-warmup", "300ms", "-heap", "8")
+	other.port = a.port // same address: only the flags differ
+	p := other.restoreReady()
+	coldStarted(t, other, p, "foreign", want)
+	stop(t, p)
+}
+
+// With cr.restore.verify=digest, damage that keeps every size (an image overwritten in place)
+// is found before CRIU runs: reason damaged, not restore_failed.
+func TestFallbackDamagedSameSizeWithDigests(t *testing.T) {
+	a := newTestApp(t, "-warmup", "300ms", "-heap", "16")
+	want := a.mustCheckpoint()
+	img := imageFile(t, a, "pages-*.img")
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("damage"), 4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p := a.restoreReady("cr.restore.verify=digest")
+	coldStarted(t, a, p, "damaged", want)
+	stop(t, p)
+}
