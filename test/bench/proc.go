@@ -53,7 +53,7 @@ type proc struct {
 
 // startCrwrap starts crwrap ARGS, in network namespace netns when not empty.
 func startCrwrap(netns string, args ...string) (*proc, error) {
-	name := harness.Crwrap()
+	name := crwrapBin
 	args = append([]string{args[0], "--log-format", "json"}, args[1:]...)
 	if netns != "" {
 		// Not `ip netns exec`: it mounts a fresh /sys for the namespace, which hides
@@ -297,3 +297,17 @@ func buildTestApp(dir string) (string, error) {
 }
 
 var errNoStats = errors.New("no CRIU restore statistics")
+
+// crwrapBin is the crwrap under test: a private copy of the build (see snapshotBuild).
+var crwrapBin = harness.Crwrap()
+
+// snapshotBuild copies the build (crwrap and its CRIU bundle, symlinks kept) into dir and
+// points crwrapBin at the copy, so that a rebuild in the shared tree during a run cannot
+// change the binary halfway through.
+func snapshotBuild(dir string) error {
+	if out, err := exec.Command("cp", "-a", harness.BuildDir(), dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy the build: %v: %s", err, out)
+	}
+	crwrapBin = dir + "/bin/crwrap"
+	return nil
+}

@@ -98,6 +98,14 @@ func Report(w io.Writer, r *Results) {
 		fmt.Fprintln(w)
 	}
 
+	if len(r.Failures) > 0 {
+		fmt.Fprintf(w, "Failed attempts (retried): %d\n", len(r.Failures))
+		for _, f := range r.Failures {
+			fmt.Fprintf(w, "  - %s\n", f)
+		}
+		fmt.Fprintln(w)
+	}
+
 	fmt.Fprintln(w, "Targets (issue 3, item 10)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, t := range Targets(r) {

@@ -66,6 +66,7 @@ type Results struct {
 	Duration time.Duration
 	Sizes    []SizeResult
 	Conc     []ConcResult
+	Failures []string // failed attempts that were retried
 }
 
 func writeJSON(path string, r *Results) error {
@@ -77,11 +78,12 @@ func writeJSON(path string, r *Results) error {
 }
 
 type bench struct {
-	cfg   Config
-	app   string
-	port  int
-	root  string
-	props map[int]string // per heap size
+	cfg      Config
+	app      string
+	port     int
+	root     string
+	props    map[int]string // per heap size
+	failures []string
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -144,9 +146,13 @@ func Run(cfg Config) (*Results, error) {
 		cfg.Poll = 5 * time.Millisecond
 	}
 	res := &Results{Warmup: cfg.Warmup, Reps: cfg.Reps, Poll: cfg.Poll, Started: time.Now(), Machine: describe()}
-	defer func() { res.Duration = time.Since(res.Started); res.Machine.LoadAfter = loadavg() }()
-
 	b := &bench{cfg: cfg, props: map[int]string{}}
+	defer func() {
+		res.Duration = time.Since(res.Started)
+		res.Machine.LoadAfter = loadavg()
+		res.Failures = b.failures
+	}()
+
 	var err error
 	if cfg.Root == "" {
 		if b.root, err = os.MkdirTemp("/var/tmp", "crwrap-bench-"); err != nil {
@@ -161,6 +167,10 @@ func Run(cfg Config) (*Results, error) {
 	if !cfg.Keep {
 		defer os.RemoveAll(b.root)
 	}
+	if err := snapshotBuild(filepath.Join(b.root, "build")); err != nil {
+		return nil, err
+	}
+	res.Machine.Crwrap = crwrapVersion()
 	if b.app, err = buildTestApp(b.root); err != nil {
 		return nil, err
 	}
@@ -287,8 +297,34 @@ func (b *bench) cold(mib int, s Samples) error {
 	return nil
 }
 
-// checkpoint: crwrap checkpoint with cr.checkpoint.exit=true; phases, size, CRIU's dump stats.
+// checkpoint publishes a checkpoint, trying up to 3 times; failures are counted and logged
+// (ckpt_failures), not hidden.
 func (b *bench) checkpoint(mib int, s Samples) error {
+	var err error
+	for try := 1; try <= 3; try++ {
+		if err = b.checkpointOnce(mib, s); err == nil {
+			return nil
+		}
+		b.failures = append(b.failures, fmt.Sprintf("checkpoint of %d MiB, try %d: %s", mib, try, firstLines(err.Error(), 1, 600)))
+		b.logf("checkpoint failed (try %d): %v", try, err)
+	}
+	return err
+}
+
+func firstLines(s string, n, max int) string {
+	l := strings.SplitN(s, "\n", n+1)
+	if len(l) > n {
+		l = l[:n]
+	}
+	out := strings.Join(l, " ")
+	if len(out) > max {
+		out = out[:max] + "..."
+	}
+	return out
+}
+
+// checkpointOnce: crwrap checkpoint with cr.checkpoint.exit=true; phases, size, CRIU's dump stats.
+func (b *bench) checkpointOnce(mib int, s Samples) error {
 	args, err := b.crwrapArgs("checkpoint", mib)
 	if err != nil {
 		return err
@@ -372,9 +408,17 @@ func (b *bench) restore(mib int, s Samples) error {
 	}
 	s.add("r_readiness_ms", logged-phases)
 	rst, _ := p.phase("restore")
+	if v, ok := rst.num("criu_restore_ms"); ok {
+		s.add("criu_restore_logged_ms", v)
+	}
 	c, err := readCRIURestore(p.cmd.Process.Pid, rst.str("container"))
 	if err != nil {
 		b.logf("%v", err)
+		if v, ok := rst.num("criu_restore_ms"); ok {
+			s.add("criu_restore_ms", v)
+			s.add("overhead_ms", outside-v)
+			s.add("r_restore_beyond_criu_ms", p.phaseMS("restore")-v)
+		}
 	} else {
 		s.add("criu_restore_ms", c.RestoreMS)
 		s.add("criu_forking_ms", c.ForkingMS)
@@ -448,6 +492,8 @@ func (b *bench) concurrent(mib int, nss []string, s Samples) error {
 		rst, _ := p.phase("restore")
 		if c, err := readCRIURestore(p.cmd.Process.Pid, rst.str("container")); err == nil {
 			criu = append(criu, c.RestoreMS)
+		} else if v, ok := rst.num("criu_restore_ms"); ok {
+			criu = append(criu, v)
 		} else {
 			b.logf("%v", err)
 		}
@@ -499,13 +545,19 @@ func describe() Machine {
 	if b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); err == nil {
 		m.THP = strings.TrimSpace(string(b))
 	}
-	if out, err := exec.Command(harness.Crwrap(), "version").Output(); err == nil {
-		m.Crwrap = strings.TrimSpace(string(out))
-	}
+	m.Crwrap = crwrapVersion()
 	if b, err := os.ReadFile(filepath.Join(harness.BuildDir(), "criu", "VERSION")); err == nil {
 		m.CRIU = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+func crwrapVersion() string {
+	out, err := exec.Command(crwrapBin, "version").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func loadavg() string {
