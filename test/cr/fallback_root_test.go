@@ -3,6 +3,7 @@ package cr
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -272,5 +273,27 @@ func TestFallbackDamagedSameSizeWithDigests(t *testing.T) {
 	f.Close()
 	p := a.restoreReady("cr.restore.verify=digest")
 	coldStarted(t, a, p, "damaged", want)
+	stop(t, p)
+}
+
+// A restored app that does not become ready in cr.readiness.timeout is killed and the app is
+// started cold. The probe is ready only while /counter answers 1: true once for the
+// checkpointed app and for a cold start, never for a restore (its counter continues).
+func TestFallbackNotReady(t *testing.T) {
+	a := newTestApp(t, "-warmup", "300ms", "-heap", "16")
+	probe := "cr.container.readiness=" + fmt.Sprintf("curl -sf --max-time 2 -o /dev/null %s && curl -sf --max-time 2 %s | grep -qx 1", a.url("/ready"), a.url("/counter"))
+	want := a.mustCheckpoint(probe, "cr.readiness.timeout=2s")
+	p := a.restoreReady(probe, "cr.readiness.timeout=2s")
+	e := assertFallback(t, p, "not_ready")
+	t.Logf("fallback: reason=%s error=%s", e.str("reason"), e.str("error"))
+	if r := findLog(p, "phase", "ready"); r == nil || r.str("mode") != "cold" {
+		t.Errorf("no phase=ready mode=cold log line after the fallback: %v", r)
+	}
+	if got := a.get("/value"); got == want || len(got) != 32 {
+		t.Errorf("cold-started /value = %q, want a new value (checkpointed: %q)", got, want)
+	}
+	if c := a.get("/counter"); c != "2" {
+		t.Errorf("/counter = %q, want 2 (the cold start's probe asked once)", c)
+	}
 	stop(t, p)
 }
