@@ -165,6 +165,19 @@ func TestFallbackRestoreFailed(t *testing.T) {
 	for _, l := range leftoversOf(p, id) {
 		t.Errorf("the failed restore left %s", l)
 	}
+	// The same look finds the cold-started app's container: the checks above look in the right places.
+	var cold string
+	for _, e := range logs(p) {
+		if e.str("phase") == "render" && e.str("container") != id {
+			cold = e.str("container")
+		}
+	}
+	if cold == "" {
+		t.Fatalf("no render of the cold start's container in the log")
+	}
+	if l := leftoversOf(p, cold); len(l) < 3 {
+		t.Errorf("the leftover check does not see the running cold start %s: only %v", cold, l)
+	}
 	stop(t, p)
 }
 
@@ -217,12 +230,15 @@ func TestRestoreWaitsForCheckpoint(t *testing.T) {
 	stop(t, p)
 }
 
-// leftoversOf lists what of container id still exists: its libcontainer state, cgroups,
-// processes, and mounts in crwrap's (private) mount namespace.
+// leftoversOf lists what of container id still exists: its libcontainer state and scratch
+// directory (seen in crwrap's own mount namespace, where /run may be private), cgroups,
+// processes, and mounts.
 func leftoversOf(p *harness.Proc, id string) []string {
 	var out []string
-	if _, err := os.Stat(filepath.Join("/run/crwrap-state", id)); err == nil {
-		out = append(out, "state /run/crwrap-state/"+id)
+	for _, d := range runDirs(p) {
+		if _, err := os.Stat(filepath.Join(d, id)); err == nil {
+			out = append(out, filepath.Join(d, id))
+		}
 	}
 	for _, pat := range []string{"/sys/fs/cgroup/*/crwrap/" + id, "/sys/fs/cgroup/*/*/crwrap/" + id, "/sys/fs/cgroup/crwrap/" + id} {
 		m, _ := filepath.Glob(pat)
@@ -244,6 +260,12 @@ func leftoversOf(p *harness.Proc, id string) []string {
 		}
 	}
 	return out
+}
+
+// runDirs are crwrap's state and scratch directories as its own mount namespace sees them.
+func runDirs(p *harness.Proc) []string {
+	root := filepath.Join("/proc", strconv.Itoa(p.Cmd.Process.Pid), "root")
+	return []string{filepath.Join(root, "run", "crwrap-state"), filepath.Join(root, "run", "crwrap")}
 }
 
 // A checkpoint of another command line (here: other flags) is another app's: not restored.
