@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,6 +233,9 @@ func (s *Supervisor) dump(a *app, dir string) (int64, error) {
 	if err := archive.WriteConfigDump(dir, archive.ConfigDump(m, os.Getenv("CRWRAP_IMAGE"), a.started)); err != nil {
 		return 0, err
 	}
+	if err := restrict(dir); err != nil {
+		return 0, err
+	}
 	if err := checkpoint.WriteManifest(dir, m); err != nil {
 		return 0, err
 	}
@@ -260,4 +264,24 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o600)
+}
+
+// restrict makes everything under dir root-only (CRIU writes its images 0644): they hold the
+// app's memory, and a copy or export must not widen access to them.
+func restrict(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(0o600)
+		if d.IsDir() {
+			mode = 0o700
+		} else if !d.Type().IsRegular() {
+			return nil
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			return fmt.Errorf("restrict %s: %w", p, err)
+		}
+		return nil
+	})
 }

@@ -121,7 +121,7 @@ type Options struct {
 	Env []string
 	// Dir is the working directory.
 	Dir string
-	// NetNS, when set, runs crwrap in that named network namespace (ip netns).
+	// NetNS, when set, runs crwrap in that named network namespace (see NetNS).
 	NetNS string
 }
 
@@ -130,8 +130,10 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 	t.Helper()
 	name := Crwrap()
 	if opts.NetNS != "" {
-		args = append([]string{"netns", "exec", opts.NetNS, name}, args...)
-		name = "ip"
+		// nsenter enters only the network namespace; "ip netns exec" would also give crwrap a
+		// mount namespace with a fresh /sys and so no cgroup mounts.
+		args = append([]string{"--net=/run/netns/" + opts.NetNS, "--", name}, args...)
+		name = "nsenter"
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), opts.Env...)
