@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -130,8 +131,17 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
+	// Plain TCP, not MPTCP: Go (>= 1.24) listens with MPTCP where the kernel has it, and CRIU
+	// cannot dump MPTCP sockets ("inet: Unsupported proto 262"). GODEBUG=multipathtcp=0 does
+	// the same for a Go app whose code you cannot change.
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		log.Fatalf("listen: %v", err)
+	}
 	log.Printf("go-app listening on %s", addr)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatalf("listen: %v", err)
 	}
 	log.Printf("bye")

@@ -81,6 +81,16 @@ func mountOf(c corev1.Container, path string) (corev1.VolumeMount, bool) {
 	return corev1.VolumeMount{}, false
 }
 
+// portNumber resolves a named container port (0 when unknown).
+func portNumber(c corev1.Container, name string) int {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return int(p.ContainerPort)
+		}
+	}
+	return 0
+}
+
 func volumeOf(spec corev1.PodSpec, name string) (corev1.Volume, bool) {
 	for _, v := range spec.Volumes {
 		if v.Name == name {
@@ -170,12 +180,17 @@ func TestManifestsAreConsistent(t *testing.T) {
 			if w.spec.TerminationGracePeriodSeconds == nil || *w.spec.TerminationGracePeriodSeconds < 10 {
 				t.Errorf("terminationGracePeriodSeconds unset or too short")
 			}
-			if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/ready" {
-				t.Errorf("readiness probe is not an HTTP GET of /ready: %+v", c.ReadinessProbe)
-			} else if p := c.ReadinessProbe.HTTPGet.Port; p.IntValue() != 4000 && p.String() != "http" {
-				t.Errorf("readiness probe port %s, want 4000 or http", p.String())
-			} else if c.ReadinessProbe.TimeoutSeconds > 2 {
-				t.Errorf("readiness probe timeout %ds: keep it short (CRIU blocks traffic while restoring)", c.ReadinessProbe.TimeoutSeconds)
+			switch rp := c.ReadinessProbe; {
+			case rp == nil:
+				t.Errorf("no readiness probe")
+			case w.mode == "restore" && (rp.HTTPGet == nil || rp.HTTPGet.Path != "/ready"):
+				t.Errorf("restore readiness probe is not an HTTP GET of /ready: %+v", rp)
+			case rp.HTTPGet != nil && rp.HTTPGet.Port.IntValue() != 4000 && portNumber(c, rp.HTTPGet.Port.String()) != 4000:
+				t.Errorf("readiness probe port %s is not the app's 4000", rp.HTTPGet.Port.String())
+			case w.mode == "checkpoint" && (rp.Exec == nil || len(rp.Exec.Command) != 3 || rp.Exec.Command[1] != "inspect"):
+				t.Errorf("checkpoint readiness probe is not `crwrap inspect <checkpoint>`: %+v", rp)
+			case rp.TimeoutSeconds > 2:
+				t.Errorf("readiness probe timeout %ds: keep it short (CRIU blocks traffic while restoring)", rp.TimeoutSeconds)
 			}
 			if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 				t.Errorf("memory requests and limits must be set: %+v", c.Resources)
@@ -227,6 +242,9 @@ func TestManifestsAreConsistent(t *testing.T) {
 			}
 			if !strings.HasPrefix(s.CheckpointPath(), crm.MountPath+"/") {
 				t.Errorf("checkpoint path %s is not under the hostPath mount %s", s.CheckpointPath(), crm.MountPath)
+			}
+			if rp := c.ReadinessProbe; rp != nil && rp.Exec != nil && len(rp.Exec.Command) == 3 && rp.Exec.Command[2] != s.CheckpointPath() {
+				t.Errorf("readiness probe inspects %s, the checkpoint is at %s", rp.Exec.Command[2], s.CheckpointPath())
 			}
 			if !strings.HasPrefix(s.Readiness, "http://127.0.0.1:4000/") {
 				t.Errorf("cr.container.readiness %q, want the app's :4000 endpoint", s.Readiness)
