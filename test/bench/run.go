@@ -311,6 +311,17 @@ func (b *bench) checkpoint(mib int, s Samples) error {
 	return err
 }
 
+// lastPlain is crwrap's last stderr line that is not a JSON log line (its fatal error).
+func lastPlain(stderr string) string {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" && !strings.HasPrefix(l, "{") {
+			return l
+		}
+	}
+	return ""
+}
+
 func firstLines(s string, n, max int) string {
 	l := strings.SplitN(s, "\n", n+1)
 	if len(l) > n {
@@ -338,7 +349,7 @@ func (b *bench) checkpointOnce(mib int, s Samples) error {
 		return err
 	}
 	if code != 0 {
-		return fmt.Errorf("crwrap checkpoint exited %d\n%s", code, p.tail())
+		return fmt.Errorf("crwrap checkpoint exited %d: %s\n%s", code, lastPlain(p.raw.String()), p.tail())
 	}
 	ready, ok := p.phase("ready")
 	if !ok {
