@@ -62,12 +62,12 @@ func Report(w io.Writer, r *Results) {
 
 	fmt.Fprintln(w, "Where restore time-to-ready goes (ms)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "M MiB\toutside\tcrwrap start-up\tfind\tverify\trender\trestore phase\t= CRIU restore\t+ rest\treadiness\tCRIU log total\tCRIU pre-fork\tCRIU mnt ns\tCRIU forking\t")
+	fmt.Fprintln(tw, "M MiB\toutside\tcrwrap start-up\tfind\tverify\trender\trestore phase\t= CRIU restore\t+ rest\treadiness\tprobe attempts\tCRIU log total\tCRIU pre-fork\tCRIU mnt ns\tCRIU forking\t")
 	for _, s := range r.Sizes {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.MiB,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.MiB,
 			get(s.Med, "restore_ms"), get(s.Med, "restore_before_ms"), get(s.Med, "r_find_ms"), get(s.Med, "r_verify_ms"),
 			get(s.Med, "r_render_ms"), get(s.Med, "r_restore_ms"), get(s.Med, "criu_restore_ms"), get(s.Med, "r_restore_beyond_criu_ms"),
-			get(s.Med, "r_readiness_ms"), get(s.Med, "criu_log_total_ms"), get(s.Med, "criu_log_fork_ms"),
+			get(s.Med, "r_readiness_ms"), get(s.Med, "r_attempts"), get(s.Med, "criu_log_total_ms"), get(s.Med, "criu_log_fork_ms"),
 			get(s.Med, "criu_log_mntns_ms"), get(s.Med, "criu_forking_ms"))
 	}
 	tw.Flush()
@@ -80,7 +80,7 @@ func Report(w io.Writer, r *Results) {
 	if len(r.Conc) > 0 {
 		fmt.Fprintf(w, "Concurrent restores of one %d MiB checkpoint, each crwrap in its own network namespace (ms)\n", r.Conc[0].MiB)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "N\tslowest\tmedian\tall ready\tslowest logged\tslowest restore phase\tslowest CRIU\tslowest/single\t")
+		fmt.Fprintln(tw, "N\tslowest\tmedian\tall ready\tslowest logged\tslowest restore phase\tslowest CRIU\tprobe attempts\tslowest/single\t")
 		for _, c := range r.Conc {
 			if c.N == 1 {
 				single = c.Med["slowest_ms"]
@@ -89,9 +89,9 @@ func Report(w io.Writer, r *Results) {
 			if single > 0 && c.Med["slowest_ms"] > 0 {
 				ratio = fmt.Sprintf("%.1fx", c.Med["slowest_ms"]/single)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.N, get(c.Med, "slowest_ms"), get(c.Med, "median_ms"),
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.N, get(c.Med, "slowest_ms"), get(c.Med, "median_ms"),
 				get(c.Med, "all_ready_ms"), get(c.Med, "slowest_logged_ms"), get(c.Med, "slowest_restore_phase_ms"),
-				get(c.Med, "slowest_criu_ms"), ratio)
+				get(c.Med, "slowest_criu_ms"), get(c.Med, "max_attempts"), ratio)
 		}
 		tw.Flush()
 		fmt.Fprintln(w, "  slowest/median = per-restore outside time-to-ready (polled inside each namespace); all ready = first exec until the last answered")

@@ -411,6 +411,9 @@ func (b *bench) restore(mib int, s Samples) error {
 	s.add("restore_ms", outside)
 	s.add("restore_logged_ms", logged)
 	s.add("restore_before_ms", outside-logged) // crwrap start-up, before its restore clock starts
+	if v, ok := ready.num("attempts"); ok {
+		s.add("r_attempts", v)
+	}
 	var phases float64
 	for _, ph := range []string{"find", "verify", "render", "restore"} {
 		v := p.phaseMS(ph)
@@ -483,7 +486,7 @@ func (b *bench) concurrent(mib int, nss []string, s Samples) error {
 		}(i)
 	}
 	wg.Wait()
-	var outside, logged, phase, criu []float64
+	var outside, logged, phase, criu, attempts []float64
 	last := first
 	for i, p := range procs {
 		if outs[i].err != nil {
@@ -499,6 +502,9 @@ func (b *bench) concurrent(mib int, nss []string, s Samples) error {
 		e, _ := p.phase("ready")
 		v, _ := e.num("time_to_ready_ms")
 		logged = append(logged, v)
+		if a, ok := e.num("attempts"); ok {
+			attempts = append(attempts, a)
+		}
 		phase = append(phase, p.phaseMS("restore"))
 		rst, _ := p.phase("restore")
 		if c, err := readCRIURestore(p.cmd.Process.Pid, rst.str("container")); err == nil {
@@ -515,6 +521,7 @@ func (b *bench) concurrent(mib int, nss []string, s Samples) error {
 	s.add("slowest_restore_phase_ms", maxOf(phase))
 	s.add("slowest_criu_ms", maxOf(criu))
 	s.add("all_ready_ms", ms(last.Sub(first)))
+	s.add("max_attempts", maxOf(attempts))
 	return nil
 }
 
