@@ -64,13 +64,14 @@ func TestOutputLines(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name string
-		app  []string
-		want int
+		name   string
+		app    []string
+		want   int
+		stdout string
 	}{
-		{"exit 7", []string{"sh", "-c", "echo hi; exit 7"}, 7},
-		{"exit 0", []string{"sh", "-c", "exit 0"}, 0},
-		{"exit 255", []string{"sh", "-c", "exit 255"}, 255},
+		{"exit 7", []string{"sh", "-c", "echo hi; exit 7"}, 7, "hi\n"},
+		{"exit 0", []string{"sh", "-c", "exit 0"}, 0, ""},
+		{"exit 255", []string{"sh", "-c", "exit 255"}, 255, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -78,6 +79,9 @@ func TestExitCodes(t *testing.T) {
 			p, code := harness.Run(t, e.opts(), 20*time.Second, append([]string{"run", "--"}, tc.app...)...)
 			if code != tc.want {
 				t.Errorf("exit code %d, want %d\nstderr:\n%s", code, tc.want, p.Stderr)
+			}
+			if got := p.Stdout.String(); got != tc.stdout {
+				t.Errorf("stdout %q, want %q", got, tc.stdout)
 			}
 		})
 	}
