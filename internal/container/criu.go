@@ -2,6 +2,9 @@ package container
 
 import (
 	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/opencontainers/runc/libcontainer"
 )
@@ -40,11 +43,15 @@ func (c *Container) Checkpoint(opts CRIUOptions) error {
 // Restore creates a container from cfg and restores the app into it from opts.ImagesDir,
 // which it only reads. The restored app's output goes to cfg.Stdout/cfg.Stderr.
 func (r *Runtime) Restore(cfg Config, opts CRIUOptions) (*Container, error) {
+	t0 := time.Now()
 	c, err := r.create(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.c.Restore(c.proc, opts.lib()); err != nil {
+	t1 := time.Now()
+	err = c.c.Restore(c.proc, opts.lib())
+	r.Log.WithFields(logrus.Fields{"create_ms": t1.Sub(t0).Milliseconds(), "libcontainer_restore_ms": time.Since(t1).Milliseconds()}).Debug("restore timing")
+	if err != nil {
 		c.io.close()
 		c.destroy()
 		return nil, fmt.Errorf("restore container %s: %w", cfg.ID, err)
