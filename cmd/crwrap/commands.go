@@ -61,7 +61,7 @@ func newDoctorCmd(g *globalFlags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !doctor.Run(cmd.Context(), cmd.OutOrStdout(), doctor.Options{CRIUPath: criuPathSetting(g)}) {
-				return exitError{1}
+				return exitError{code: 1}
 			}
 			return nil
 		},

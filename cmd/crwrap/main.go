@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -20,10 +21,19 @@ import (
 	_ "github.com/crwrap/crwrap/internal/multicall"
 )
 
-// exitError carries an exit status decided by the command (the app's own status).
-type exitError struct{ code int }
+// exitError carries an exit status decided by the command (the app's own status, 127 for a
+// missing executable), with the error to print when there is one.
+type exitError struct {
+	code int
+	err  error
+}
 
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e exitError) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
 
 // usageError marks bad command-line usage (exit 2).
 type usageError struct{ err error }
@@ -34,6 +44,9 @@ func (e usageError) Unwrap() error { return e.err }
 func main() {
 	if container.IsInit() {
 		container.Init() // does not return
+	}
+	if container.IsGuard() {
+		os.Exit(container.RunGuard(os.Args[2:]))
 	}
 	if handled, err := criu.Dispatch(os.Args[0], os.Args[1:]); handled {
 		fmt.Fprintf(os.Stderr, "crwrap: %v\n", err)
@@ -55,7 +68,7 @@ func exitCode(err error, root *cobra.Command) int {
 		return 0
 	}
 	var ee exitError
-	if errors.As(err, &ee) {
+	if errors.As(err, &ee) && ee.err == nil {
 		return ee.code
 	}
 	fmt.Fprintf(root.ErrOrStderr(), "crwrap: %v\n", err)
@@ -63,7 +76,10 @@ func exitCode(err error, root *cobra.Command) int {
 	_ = termlog.Write(err.Error())
 	var ue usageError
 	switch {
-	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, spec.ErrInvalid):
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, spec.ErrInvalid),
+		strings.HasPrefix(err.Error(), "unknown command "):
 		return 2
 	default:
 		return 1

@@ -60,10 +60,13 @@ func newRunCmd(g *globalFlags, fixed config.Mode) *cobra.Command {
 			return err
 		}
 		code, err := runApp(cmd.Context(), s, false)
+		if err != nil && code > 1 {
+			return exitError{code, err}
+		}
 		if err != nil {
 			return err
 		}
-		return exitError{code}
+		return exitError{code: code}
 	}
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -227,15 +228,7 @@ func (r *Runtime) CleanupStale() ([]string, error) {
 		if err != nil {
 			continue // a live crwrap owns it
 		}
-		c, err := libcontainer.Load(r.Root, id)
-		if err == nil {
-			_ = c.Signal(unix.SIGKILL)
-			err = c.Destroy()
-		}
-		if err != nil {
-			// A state directory libcontainer cannot read: remove it so the id can be reused.
-			err = os.RemoveAll(filepath.Join(r.Root, id))
-		}
+		err = r.removeStale(id)
 		r.unlockID(id, lock)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove stale container %s: %w", id, err))
@@ -244,4 +237,32 @@ func (r *Runtime) CleanupStale() ([]string, error) {
 		removed = append(removed, id)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// removeStale removes the container id whose lock the caller holds.
+func (r *Runtime) removeStale(id string) error {
+	c, err := libcontainer.Load(r.Root, id)
+	if err == nil {
+		err = killAndDestroy(c)
+	}
+	if err != nil {
+		// A state directory libcontainer cannot read: remove it so the id can be reused.
+		err = os.RemoveAll(filepath.Join(r.Root, id))
+	}
+	return err
+}
+
+// killAndDestroy kills every process of c and removes its cgroups and state. libcontainer
+// refuses to destroy a container that still runs, so it waits (up to 10 s) for the kill.
+func killAndDestroy(c *libcontainer.Container) error {
+	_ = c.Signal(unix.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := c.Status()
+		if err != nil || st == libcontainer.Stopped || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return c.Destroy()
 }

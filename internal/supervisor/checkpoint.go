@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -99,6 +100,19 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 	return s.idle(ctx)
 }
 
+// dumpAttempts is how often a dump failing on a TCP socket is tried.
+const dumpAttempts = 3
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// holdRunner runs readiness and warm-up commands with orphan reaping held off.
 func (s *Supervisor) holdRunner(ctx context.Context, cmd *exec.Cmd) error {
 	release := s.Reaper.Hold()
 	defer release()
@@ -174,12 +188,25 @@ func (s *Supervisor) dump(a *app, dir string) (int64, error) {
 	t = time.Now()
 	work := filepath.Join(a.dir, "criu-dump")
 	images := filepath.Join(dir, checkpoint.ImagesDir)
-	release := s.Reaper.Hold()
-	err = a.c.Checkpoint(container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished})
-	release()
-	keepCRIULog(work, "dump.log")
-	if err != nil {
-		return 0, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "dump.log")))
+	for attempt := 1; ; attempt++ {
+		release := s.Reaper.Hold()
+		err = a.c.Checkpoint(container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished})
+		release()
+		keepCRIULog(work, "dump.log")
+		if err == nil {
+			break
+		}
+		tail := criuLogTail(filepath.Join(work, "dump.log"))
+		err = fmt.Errorf("%w%s", err, tail)
+		// A connection that is just being closed (the last readiness probe's, a client's)
+		// makes CRIU refuse; CRIU left the app running, so a moment later the dump works.
+		if attempt == dumpAttempts || !strings.Contains(tail, "TCP") || isDone(a.exited) {
+			return 0, err
+		}
+		s.Log.WithError(err).WithField("attempt", attempt).Warn("dump failed on a TCP socket; trying again")
+		_ = os.RemoveAll(images)
+		_ = os.RemoveAll(work)
+		time.Sleep(200 * time.Millisecond)
 	}
 	<-a.exited
 	fields := logrus.Fields{}

@@ -1,8 +1,12 @@
 package supervisor
 
 import (
+	"os"
+	"os/exec"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestAppEnv(t *testing.T) {
@@ -23,5 +27,25 @@ func TestAppEnv(t *testing.T) {
 				t.Fatalf("appEnv(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestHandles(t *testing.T) {
+	// The Go runtime of this test process always catches SIGURG; a pid that does not exist
+	// cannot be read and must count as handled.
+	if !handles(os.Getpid(), syscall.SIGURG) {
+		t.Fatal("the Go runtime catches SIGURG, handles says no")
+	}
+	if !handles(-1, syscall.SIGTERM) {
+		t.Fatal("an unreadable status must count as handled")
+	}
+	sleep := exec.Command("sleep", "30")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	time.Sleep(50 * time.Millisecond) // let it exec
+	if handles(sleep.Process.Pid, syscall.SIGTERM) {
+		t.Fatal("sleep does not handle SIGTERM, handles says it does")
 	}
 }

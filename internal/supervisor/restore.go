@@ -126,6 +126,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (_ *app, e
 	}
 	a.c = c
 	go s.await(a)
+	go s.guard(a)
 	keepCRIULog(work, "restore.log")
 	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id}
 	st2, serr := readRestoreStats(work)

@@ -9,9 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -213,6 +214,7 @@ func (s *Supervisor) start(a *app) error {
 	a.c = c
 	a.started = start
 	go s.await(a)
+	go s.guard(a)
 	s.phase("start", start, logrus.Fields{"container": a.id})
 	return nil
 }
@@ -220,6 +222,13 @@ func (s *Supervisor) start(a *app) error {
 func (s *Supervisor) protect(c *container.Container) {
 	if pid, err := c.Pid(); err == nil {
 		s.Reaper.Protect(pid)
+	}
+}
+
+// guard starts the process that cleans up after crwrap should it be killed.
+func (s *Supervisor) guard(a *app) {
+	if err := a.c.StartGuard(); err != nil {
+		s.Log.WithError(err).Warn("no clean-up guard: if crwrap is killed, the next start removes what it left")
 	}
 }
 
@@ -261,11 +270,7 @@ func (s *Supervisor) waitReady(ctx context.Context, a *app, since time.Time, mod
 		return time.Since(since), nil
 	}
 	opts := []readiness.Option{
-		readiness.WithRunner(readiness.RunnerFunc(func(ctx context.Context, cmd *exec.Cmd) error {
-			release := s.Reaper.Hold()
-			defer release()
-			return readiness.DefaultRunner.Run(ctx, cmd)
-		})),
+		readiness.WithRunner(readiness.RunnerFunc(s.holdRunner)),
 		readiness.WithAbort(a.exited),
 		readiness.WithLogger(s.Log),
 	}
@@ -292,7 +297,15 @@ func (s *Supervisor) waitReady(ctx context.Context, a *app, since time.Time, mod
 }
 
 // serve forwards signals to the running app until it exits and returns its exit code.
+//
+// The app is the first process of its PID namespace, and the kernel does not apply a
+// signal's default action to such a process: a SIGTERM to an app without a handler (a
+// shell script, sleep) would do nothing, where the same app outside a container would die.
+// So when the app neither catches nor ignores a forwarded signal, crwrap applies the default
+// action itself (all forwarded signals terminate by default): it kills the app and exits
+// with 128+N, as if the signal had killed it.
 func (s *Supervisor) serve(ctx context.Context, a *app) (int, error) {
+	killedBy := 0
 	for {
 		select {
 		case sig := <-s.Signals:
@@ -300,14 +313,51 @@ func (s *Supervisor) serve(ctx context.Context, a *app) (int, error) {
 			if err := a.c.Signal(sig); err != nil {
 				s.Log.WithError(err).Warn("forward signal")
 			}
+			if pid, err := a.c.Pid(); err == nil && killedBy == 0 {
+				if n, ok := sig.(syscall.Signal); ok && !handles(pid, n) {
+					s.Log.WithField("signal", sig.String()).Debug("the app does not handle it: applying its default action (terminate)")
+					killedBy = int(n)
+					_ = a.c.Signal(syscall.SIGKILL)
+				}
+			}
 		case <-a.exited:
 			if pid, err := a.c.Pid(); err == nil {
 				s.Reaper.Unprotect(pid)
 			}
-			s.Log.WithFields(logrus.Fields{"phase": "exit", "status": a.status}).Infof("app exited with status %d", a.status)
-			return a.status, a.err
+			status := a.status
+			if killedBy != 0 && status == 128+int(syscall.SIGKILL) {
+				status = 128 + killedBy
+			}
+			s.Log.WithFields(logrus.Fields{"phase": "exit", "status": status}).Infof("app exited with status %d", status)
+			return status, a.err
 		}
 	}
+}
+
+// handles reports whether process pid catches or ignores sig (from /proc/PID/status). When
+// that cannot be read it says yes, so that crwrap never kills an app that might handle it.
+func handles(pid int, sig syscall.Signal) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return true
+	}
+	bit := uint64(1) << (uint(sig) - 1)
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "SigCgt" && k != "SigIgn") {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			return true
+		}
+		found++
+		if mask&bit != 0 {
+			return true
+		}
+	}
+	return found < 2
 }
 
 // run starts the app cold and serves it.

@@ -249,8 +249,8 @@ func TestNoLeftovers(t *testing.T) {
 	}
 }
 
-// kill -9 of crwrap takes the app with it (parent-death signal), and the next crwrap start
-// removes the container state and cgroups the killed one left.
+// kill -9 of crwrap takes the app with it: its guard process kills the app and removes the
+// container's state and cgroups.
 func TestKilledCrwrap(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -258,23 +258,51 @@ func TestKilledCrwrap(t *testing.T) {
 	harness.WaitOutput(t, p, p.Stdout, "ready\n", 10*time.Second)
 	id := waitID(t, p)
 	t.Cleanup(func() { harness.RemoveCgroupDirs(id) })
+	if !harness.WaitFor(3*time.Second, func() bool { return len(guardPids(id)) == 1 }) {
+		t.Fatalf("no guard process for %s", id)
+	}
 	if err := p.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	if code := p.Wait(t, 5*time.Second); code != 137 {
 		t.Fatalf("crwrap exit %d after SIGKILL, want 137", code)
 	}
-	if !harness.WaitFor(3*time.Second, func() bool { return len(e.appPids(nil)) == 0 }) {
-		var desc []string
-		for _, pid := range e.appPids(nil) {
-			st, _ := harness.ReadStat(pid)
-			desc = append(desc, fmt.Sprintf("%d(%s ppid %d)", pid, st.Comm, st.PPid))
-		}
-		t.Errorf("the app outlived kill -9 of crwrap by 3s: %v", desc)
+	if !harness.WaitFor(5*time.Second, func() bool { return len(e.appPids(nil)) == 0 }) {
+		t.Errorf("the app outlived kill -9 of crwrap by 5s: %v", e.appPids(nil))
 	}
-	if !contains(e.stateEntries(), id) || len(harness.CgroupDirs(id)) == 0 {
-		t.Fatalf("precondition: the killed crwrap should leave state (%v) and cgroups (%v) of %s for the next start to clean",
-			e.stateEntries(), harness.CgroupDirs(id), id)
+	if !harness.WaitFor(5*time.Second, func() bool {
+		return !contains(e.stateEntries(), id) && len(harness.CgroupDirs(id)) == 0 && len(guardPids(id)) == 0
+	}) {
+		t.Errorf("after kill -9: state %v, cgroups %v, guard %v of %s left", e.stateEntries(), harness.CgroupDirs(id), guardPids(id), id)
+	}
+}
+
+// When crwrap and its guard are both killed (a node losing power mid-way does that, as
+// does a kill of the whole process tree), the next crwrap start kills the app and removes
+// the container state and cgroups left behind.
+func TestKilledCrwrapAndGuard(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.start(e.opts(), nil, "sh", "-c", "sleep 1000 & exec "+harness.TestApp(t)+" signals")
+	harness.WaitOutput(t, p, p.Stdout, "ready\n", 10*time.Second)
+	id := waitID(t, p)
+	t.Cleanup(func() { harness.RemoveCgroupDirs(id) })
+	if !harness.WaitFor(3*time.Second, func() bool { return len(guardPids(id)) == 1 }) {
+		t.Fatalf("no guard process for %s", id)
+	}
+	for _, g := range guardPids(id) {
+		_ = syscall.Kill(g, syscall.SIGKILL)
+	}
+	if err := p.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.Wait(t, 5*time.Second); code != 137 {
+		t.Fatalf("crwrap exit %d after SIGKILL, want 137", code)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !contains(e.stateEntries(), id) || len(harness.CgroupDirs(id)) == 0 || len(e.appPids(nil)) == 0 {
+		t.Fatalf("precondition: with crwrap and its guard killed, state (%v), cgroups (%v) and the app (%v) of %s remain",
+			e.stateEntries(), harness.CgroupDirs(id), e.appPids(nil), id)
 	}
 
 	next, code := harness.Run(t, e.opts(), 20*time.Second, "run", "--", "true")
@@ -295,6 +323,27 @@ func TestKilledCrwrap(t *testing.T) {
 	if pids := e.appPids(nil); len(pids) > 0 {
 		t.Errorf("next start left the stale app's processes: %v", pids)
 	}
+}
+
+// guardPids finds the guard processes of container id by their command line.
+func guardPids(id string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 3 && args[0] == "crwrap-guard" && args[3] == id {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // crwrap reaps orphans re-parented to it: the readiness command leaves one behind. (The

@@ -167,5 +167,7 @@ func orphan() {
 		os.Exit(1)
 	}
 	fmt.Println("orphan started")
-	select {}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	<-ch
 }
