@@ -91,11 +91,12 @@ var requiredEntries = []struct {
 // ("checkpoint/pages-1.img"), in lexical order, owned by root, with the files' permissions and
 // modification times. dir must hold checkpoint/, config.dump and spec.dump (ErrNotCheckpoint).
 func Export(dir string, w io.Writer, opts ExportOptions) (err error) {
-	root, release, err := hold(dir)
+	held, err := checkpoint.Hold(dir)
 	if err != nil {
 		return fmt.Errorf("export %s: %w", dir, err)
 	}
-	defer release()
+	defer held.Close()
+	root := held.Dir
 	for _, r := range requiredEntries {
 		fi, err := os.Lstat(filepath.Join(root, r.name))
 		if err != nil || fi.IsDir() != r.dir {

@@ -149,41 +149,51 @@ type Reader struct {
 	f   *os.File
 }
 
-// Open finds the current checkpoint and holds it for reading. It does not write anything,
-// so it works on a read-only mount.
+// Open finds the current checkpoint and holds it for reading (see Hold). A directory there
+// without a manifest is ErrDamaged; no checkpoint at all is ErrNotFound.
 func (s Store) Open() (*Reader, error) {
-	for attempt := 0; attempt < 5; attempt++ {
-		dir, err := filepath.EvalSymlinks(s.Path())
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w at %s", ErrNotFound, s.Path())
-		}
+	r, err := Hold(s.Path())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s", ErrNotFound, s.Path())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open checkpoint %s: %w", s.Path(), err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir, ManifestFile)); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("%w at %s: %s is missing", ErrDamaged, r.Dir, ManifestFile)
+	}
+	return r, nil
+}
+
+// Hold resolves path (a checkpoint directory, or the published link to one) and holds that
+// version open with a shared flock: a checkpointer publishing a newer version leaves it in
+// place until the Reader is closed. It writes nothing, so it works on a read-only mount.
+func Hold(path string) (*Reader, error) {
+	for attempt := 0; ; attempt++ {
+		dir, err := filepath.EvalSymlinks(path)
 		if err != nil {
-			return nil, fmt.Errorf("open checkpoint %s: %w", s.Path(), err)
+			return nil, err
 		}
 		f, err := os.Open(dir)
 		if err != nil {
-			continue
+			if errors.Is(err, os.ErrNotExist) && attempt < 5 {
+				continue // replaced meanwhile: resolve again
+			}
+			return nil, err
 		}
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("lock checkpoint %s: %w", dir, err)
+			return nil, fmt.Errorf("lock %s: %w", dir, err)
 		}
-		if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err != nil {
-			f.Close() // removed or replaced under us: look again
-			if errors.Is(err, os.ErrNotExist) && attempt > 0 {
-				if _, lerr := os.Lstat(s.Path()); lerr == nil {
-					continue
-				}
-			}
-			if errors.Is(err, os.ErrNotExist) {
-				// A directory without a manifest is not a crwrap checkpoint (yet).
-				return nil, fmt.Errorf("%w at %s: %s is missing", ErrDamaged, dir, ManifestFile)
-			}
+		// Removed between resolving and locking: the directory has no links left.
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err == nil && st.Nlink == 0 && attempt < 5 {
+			f.Close()
 			continue
 		}
 		return &Reader{Dir: dir, f: f}, nil
 	}
-	return nil, fmt.Errorf("open checkpoint %s: it kept changing", s.Path())
 }
 
 // Close releases the checkpoint.

@@ -130,11 +130,12 @@ func Inspect(dir string) (*Report, error) { return InspectWith(dir, Options{}) }
 // reason per problem, along with everything that could be read.
 func InspectWith(dir string, opts Options) (*Report, error) {
 	r := &Report{Dir: dir}
-	root, release, err := hold(dir)
+	held, err := checkpoint.Hold(dir)
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", dir, err)
 	}
-	defer release()
+	defer held.Close()
+	root := held.Dir
 	if fi, err := os.Stat(root); err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", dir, err)
 	} else if !fi.IsDir() {

@@ -55,17 +55,11 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 	}
 
 	begin := time.Now()
-	a, err := s.prepare()
+	a, code, err := s.launch()
 	if err != nil {
-		return 1, err
+		return code, err
 	}
 	defer s.release(a)
-	if err := s.start(a); err != nil {
-		if errors.Is(err, container.ErrNotFound) {
-			return 127, err
-		}
-		return 1, err
-	}
 	if _, err := s.waitReady(ctx, a, begin, "checkpoint"); err != nil {
 		return 1, fmt.Errorf("checkpoint %s: nothing published: %w", st.Path(), err)
 	}

@@ -360,20 +360,30 @@ func handles(pid int, sig syscall.Signal) bool {
 	return found < 2
 }
 
+// launch prepares and starts the app; on error it returns crwrap's exit code (127 when the
+// app's executable is missing) and leaves nothing behind. The caller releases a.
+func (s *Supervisor) launch() (a *app, code int, err error) {
+	if a, err = s.prepare(); err != nil {
+		return nil, 1, err
+	}
+	if err := s.start(a); err != nil {
+		s.release(a)
+		if errors.Is(err, container.ErrNotFound) {
+			return nil, 127, err
+		}
+		return nil, 1, err
+	}
+	return a, 0, nil
+}
+
 // run starts the app cold and serves it.
 func (s *Supervisor) run(ctx context.Context, mode string) (int, error) {
 	begin := time.Now()
-	a, err := s.prepare()
+	a, code, err := s.launch()
 	if err != nil {
-		return 1, err
+		return code, err
 	}
 	defer s.release(a)
-	if err := s.start(a); err != nil {
-		if errors.Is(err, container.ErrNotFound) {
-			return 127, err
-		}
-		return 1, err
-	}
 	go func() {
 		if _, err := s.waitReady(ctx, a, begin, mode); err != nil && !errors.Is(err, context.Canceled) {
 			s.Log.WithError(err).Warn("readiness")
