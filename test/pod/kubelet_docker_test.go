@@ -395,7 +395,7 @@ func (p *Pod) Ready() (bool, string) {
 		defer cancel()
 		out, err := docker(ctx, append([]string{"exec", p.ID}, pr.Exec.Command...)...)
 		if err != nil {
-			return false, err.Error()
+			return false, err.Error() + " " + strings.TrimSpace(out)
 		}
 		return true, out
 	}

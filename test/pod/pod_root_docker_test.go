@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -436,4 +437,54 @@ func TestPods(t *testing.T) {
 		stop(t, ck2, time.Duration(*c.m.DaemonSet.Spec.Template.Spec.TerminationGracePeriodSeconds)*time.Second)
 	})
 
+}
+
+// TestAppImageIsSelfContained proves that /crwrap brings everything it needs: the app image's
+// runtime base has no CRIU and no glibc of its own (only busybox-static), and crwrap-base holds
+// nothing but /crwrap.
+func TestAppImageIsSelfContained(t *testing.T) {
+	requireDocker(t)
+	m := LoadManifests(t)
+	image := m.DaemonSet.Spec.Template.Spec.Containers[0].Image
+	buildImages(t, image)
+	files := func(img string) []string {
+		id, err := docker(context.Background(), "create", img, "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		id = strings.TrimSpace(id)
+		defer func() { _, _ = docker(context.Background(), "rm", id) }()
+		out, err := exec.Command("sh", "-c", "docker export "+id+" | tar -t").Output()
+		if err != nil {
+			t.Fatalf("export %s: %v", img, err)
+		}
+		return strings.Fields(string(out))
+	}
+	for _, f := range files(image) {
+		f = strings.TrimPrefix(f, "./")
+		if strings.HasPrefix(f, "crwrap/") {
+			continue
+		}
+		base := filepath.Base(f)
+		if strings.Contains(base, "criu") || strings.HasPrefix(base, "libc.so") || strings.HasPrefix(base, "ld-linux") {
+			t.Errorf("the app image has %s outside /crwrap: the test must prove /crwrap is self-contained", f)
+		}
+	}
+	baseFiles := files(CrwrapBaseImage)
+	for _, f := range baseFiles {
+		f = strings.TrimPrefix(f, "./")
+		switch {
+		case strings.HasPrefix(f, "crwrap/"), f == "crwrap", f == ".dockerenv",
+			strings.HasPrefix(f, "dev/"), strings.HasPrefix(f, "etc/"), strings.HasPrefix(f, "proc/"), strings.HasPrefix(f, "sys/"),
+			f == "dev", f == "etc", f == "proc", f == "sys":
+			// /crwrap, and what Docker adds to every container's root.
+		default:
+			t.Errorf("crwrap-base holds %s: it must hold only /crwrap", f)
+		}
+	}
+	for _, want := range []string{"crwrap/bin/crwrap", "crwrap/criu/VERSION", "crwrap/templates/config.json.tmpl"} {
+		if !slices.Contains(baseFiles, want) {
+			t.Errorf("crwrap-base lacks /%s", want)
+		}
+	}
 }
