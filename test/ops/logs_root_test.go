@@ -1,0 +1,97 @@
+package ops
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// assertJSONLog checks that every stderr line of a run is a JSON object, that each phase in
+// want appears with a numeric duration (ready: time_to_ready_ms) and that there is exactly
+// one phase=summary line. It returns the parsed entries.
+func assertJSONLog(t *testing.T, what, stderr string, want ...string) []entry {
+	t.Helper()
+	entries, bad := parseLines(stderr)
+	if len(bad) > 0 {
+		t.Errorf("%s: %d stderr line(s) are not JSON objects:\n%s", what, len(bad), strings.Join(bad, "\n"))
+	}
+	if len(entries) == 0 {
+		t.Fatalf("%s: no JSON log lines\nstderr:\n%s", what, stderr)
+	}
+	for _, e := range entries {
+		for _, k := range []string{"level", "msg", "time"} {
+			if e.str(k) == "" {
+				t.Errorf("%s: log line without %q: %v", what, k, e)
+			}
+		}
+	}
+	for _, ph := range want {
+		m := phases(entries, ph)
+		if len(m) == 0 {
+			t.Errorf("%s: no phase=%s line\nstderr:\n%s", what, ph, stderr)
+			continue
+		}
+		key := "duration_ms"
+		if ph == "ready" {
+			key = "time_to_ready_ms"
+		}
+		for _, e := range m {
+			if d, ok := e.num(key); !ok || d < 0 {
+				t.Errorf("%s: phase=%s has no numeric %s: %v", what, ph, key, e)
+			}
+		}
+	}
+	sums := phases(entries, "summary")
+	if len(sums) != 1 {
+		t.Errorf("%s: %d phase=summary lines, want 1\nstderr:\n%s", what, len(sums), stderr)
+	} else if total, ok := sums[0].num("total_ms"); !ok || total <= 0 {
+		t.Errorf("%s: the summary has no positive total_ms: %v", what, sums[0])
+	}
+	return entries
+}
+
+// `--log-format json`: a checkpoint and a restore log one JSON object a line, every phase
+// with its duration, and one summary line each.
+func TestJSONPhaseLogs(t *testing.T) {
+	a := newApp(t, "-warmup", "300ms", "-heap", "8")
+	cp := a.checkpoint()
+	entries := assertJSONLog(t, "checkpoint", cp.Stderr.String(), "render", "start", "ready", "dump", "publish")
+	if pub := phases(entries, "publish"); len(pub) > 0 {
+		if pub[0].str("checkpoint") != a.path() {
+			t.Errorf("publish names checkpoint %q, want %q", pub[0].str("checkpoint"), a.path())
+		}
+		if b, ok := pub[0].num("bytes"); !ok || b <= 0 {
+			t.Errorf("publish has no positive bytes: %v", pub[0])
+		}
+	}
+	if d := phases(entries, "dump"); len(d) > 0 {
+		if n, ok := d[0].num("pages_written"); !ok || n <= 0 {
+			t.Errorf("dump has no positive pages_written: %v", d[0])
+		}
+	}
+	for _, e := range entries {
+		if e.str("mode") != "checkpoint" {
+			t.Errorf("checkpoint log line with mode=%q: %v", e.str("mode"), e)
+		}
+	}
+	want := a.checkpointedValue()
+
+	p := a.restore()
+	waitPhase(t, p, "summary", time.Minute)
+	if got := a.get("/value"); got != want {
+		t.Errorf("restored /value = %q, want %q", got, want)
+	}
+	stop(t, p)
+	entries = assertJSONLog(t, "restore", p.Stderr.String(), "find", "verify", "restore", "ready")
+	assertRestored(t, p)
+	if ex := phases(entries, "exit"); len(ex) != 1 {
+		t.Errorf("%d phase=exit lines after SIGTERM, want 1", len(ex))
+	} else if s, ok := ex[0].num("status"); !ok || s != 0 {
+		t.Errorf("phase=exit status %v, want 0: %v", ex[0]["status"], ex[0])
+	}
+	for _, e := range entries {
+		if e.str("mode") != "restore" {
+			t.Errorf("restore log line with mode=%q: %v", e.str("mode"), e)
+		}
+	}
+}
