@@ -95,3 +95,19 @@ func TestJSONPhaseLogs(t *testing.T) {
 		}
 	}
 }
+
+// A restore that falls back to a cold start is a restore run too: its JSON log has the
+// fallback with its reason and duration, and ends its start-up with one summary line.
+func TestJSONLogFallbackSummary(t *testing.T) {
+	a := newApp(t, "-warmup", "100ms")
+	p := a.restore()
+	waitPhase(t, p, "ready", time.Minute)
+	// Whatever crwrap logs right after ready has been written by the time the app answers.
+	a.get("/ready")
+	time.Sleep(200 * time.Millisecond)
+	stop(t, p)
+	entries := assertJSONLog(t, "fallback restore", p.Stderr.String(), "fallback", "render", "start", "ready")
+	if fb := phases(entries, "fallback"); len(fb) != 1 || fb[0].str("reason") != "missing" {
+		t.Errorf("want one phase=fallback reason=missing, got %v", fb)
+	}
+}
