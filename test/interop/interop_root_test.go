@@ -18,6 +18,7 @@ import (
 	"github.com/crwrap/crwrap/internal/archive"
 	"github.com/crwrap/crwrap/internal/checkpoint"
 	"github.com/crwrap/crwrap/internal/inspect"
+	"github.com/crwrap/crwrap/test/harness"
 )
 
 const checkpointctlModule = "github.com/checkpoint-restore/checkpointctl@v1.6.0"
@@ -207,14 +208,62 @@ func TestCRIUDumpInspectExportCheckpointctl(t *testing.T) {
 	checkArchives(t, cctl, dir, "sleeper", pid)
 }
 
-// TestLeadCheckpoint runs the archive checks on a checkpoint made by `crwrap checkpoint`, named
-// by CRWRAP_CHECKPOINT.
+// TestLeadCheckpoint checkpoints the test app with `crwrap checkpoint`, exports the
+// checkpoint with `crwrap export` as a plain and a zstd tar named as the kubelet names its
+// archives, has checkpointctl show and inspect --stats each, and imports each with
+// `crwrap import` into a checkpoint directory that `crwrap restore` restores with the app's
+// memory (its /value) intact.
 func TestLeadCheckpoint(t *testing.T) {
-	dir := os.Getenv("CRWRAP_CHECKPOINT")
-	if dir == "" {
-		t.Skip("CRWRAP_CHECKPOINT is not set")
-	}
 	cctl := checkpointctl(t)
+	harness.Require(t)
+	bin := harness.TestApp(t)
+	port := harness.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	harness.KillMarked(t, addr)
+	command := []string{bin, "serve", addr, "-warmup", "300ms", "-heap", "4"}
+	root, out := t.TempDir(), t.TempDir()
+	valueFile := filepath.Join(out, "value")
+	props := func(root string, extra ...string) string {
+		return harness.WriteProps(t, append([]string{
+			"cr.checkpoint.root=" + root,
+			"cr.checkpoint.directory=apps",
+			"cr.checkpoint.name=app",
+			"cr.container.readiness=http://" + addr + "/ready",
+			"cr.readiness.timeout=30s",
+			"cr.log.format=json",
+		}, extra...)...)
+	}
+	crwrapArgs := func(mode, props string) []string {
+		return append([]string{mode, "--config", props, "--"}, command...)
+	}
+
+	const image = "example.com/crwrap/testapp:interop"
+	cp, code := harness.Run(t, harness.Options{Env: []string{"CRWRAP_IMAGE=" + image}}, 2*time.Minute, crwrapArgs("checkpoint", props(root,
+		"cr.checkpoint.exit=true",
+		// Record the app's /value just before the dump.
+		"cr.checkpoint.warmup=curl -sf --max-time 5 -o "+valueFile+" http://"+addr+"/value"))...)
+	if code != 0 {
+		t.Fatalf("crwrap checkpoint exited %d\nstderr:\n%s", code, cp.Stderr)
+	}
+	value, err := os.ReadFile(valueFile)
+	if err != nil || len(value) == 0 {
+		t.Fatalf("the warm-up did not record the app's /value: %v", err)
+	}
+	var pagesWritten uint64
+	for _, line := range strings.Split(cp.Stderr.String(), "\n") {
+		var e struct {
+			Phase        string `json:"phase"`
+			PagesWritten uint64 `json:"pages_written"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Phase == "dump" {
+			pagesWritten = e.PagesWritten
+		}
+	}
+	if pagesWritten == 0 {
+		t.Fatalf("crwrap checkpoint logged no phase=dump with pages_written\nstderr:\n%s", cp.Stderr)
+	}
+	dir := filepath.Join(root, "apps", "app")
+
 	r, err := inspect.InspectWith(dir, inspect.Options{Digests: true})
 	if err != nil {
 		t.Fatal(err)
@@ -222,10 +271,103 @@ func TestLeadCheckpoint(t *testing.T) {
 	if r.Damaged {
 		t.Fatalf("%s is reported damaged: %v", dir, r.Reasons)
 	}
-	if r.ProcessCount == 0 {
-		t.Fatalf("%s: no processes", dir)
+	if r.ProcessCount == 0 || r.Stats == nil {
+		t.Fatalf("%s: no processes or no CRIU statistics", dir)
 	}
-	checkArchives(t, cctl, dir, "", int(r.Processes[0].PID))
+	if r.Stats.PagesWritten != pagesWritten {
+		t.Errorf("crwrap inspect reads %d pages written, the dump logged %d", r.Stats.PagesWritten, pagesWritten)
+	}
+	cfg, err := archive.ReadConfigDump(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct{ ext, magic string }{{".tar", ""}, {".tar.zst", "\x28\xb5\x2f\xfd"}} {
+		t.Run("archive"+c.ext, func(t *testing.T) {
+			name := strings.TrimSuffix(archive.ArchiveName("testapp-0", "default", "app", time.Now().UTC()), ".tar") + c.ext
+			file := filepath.Join(t.TempDir(), name)
+			p, code := harness.Run(t, harness.Options{}, time.Minute, "export", dir, "-o", file)
+			if code != 0 {
+				t.Fatalf("crwrap export exited %d\nstderr:\n%s", code, p.Stderr)
+			}
+			head := make([]byte, 512)
+			if f, err := os.Open(file); err != nil {
+				t.Fatal(err)
+			} else {
+				_, _ = io.ReadFull(f, head)
+				f.Close()
+			}
+			if c.magic != "" && !bytes.HasPrefix(head, []byte(c.magic)) {
+				t.Errorf("%s is not zstd: starts % x", name, head[:4])
+			}
+			if c.magic == "" && string(head[257:262]) != "ustar" {
+				t.Errorf("%s is not a plain tar", name)
+			}
+
+			show := run(t, cctl, "show", file)
+			for _, w := range []string{cfg.OCIRuntime, image, "app"} {
+				if !strings.Contains(show, w) {
+					t.Errorf("checkpointctl show lacks %q:\n%s", w, show)
+				}
+			}
+			stats := run(t, cctl, "inspect", "--stats", file)
+			t.Logf("checkpointctl show:%s\ncheckpointctl inspect --stats:\n%s", show, stats)
+			for _, w := range []string{"CRIU dump statistics", fmt.Sprintf("Pages written: %d", pagesWritten), "Frozen time"} {
+				if !strings.Contains(stats, w) {
+					t.Errorf("checkpointctl inspect --stats lacks %q:\n%s", w, stats)
+				}
+			}
+			var nodes []struct {
+				Runtime    string `json:"runtime"`
+				Image      string `json:"image"`
+				Statistics *struct {
+					PagesWritten uint64 `json:"pages_written"`
+					FrozenTime   uint32 `json:"frozen_time"`
+				} `json:"statistics"`
+				ProcessTree *struct {
+					PID     uint32 `json:"pid"`
+					Command string `json:"command"`
+					Cmdline string `json:"cmdline"`
+				} `json:"process_tree"`
+			}
+			js := run(t, cctl, "inspect", "--stats", "--ps-tree-cmd", "--format", "json", file)
+			if err := json.Unmarshal([]byte(js), &nodes); err != nil {
+				t.Fatalf("checkpointctl inspect --format json: %v\n%s", err, js)
+			}
+			if len(nodes) != 1 || nodes[0].Statistics == nil || nodes[0].ProcessTree == nil {
+				t.Fatalf("checkpointctl inspect JSON lacks statistics or the process tree:\n%s", js)
+			}
+			n := nodes[0]
+			if n.Statistics.PagesWritten != pagesWritten || n.Statistics.FrozenTime != r.Stats.FrozenTimeUS || n.Statistics.FrozenTime == 0 {
+				t.Errorf("checkpointctl statistics %+v; crwrap logged %d pages written, inspect %+v", *n.Statistics, pagesWritten, *r.Stats)
+			}
+			if n.Runtime != cfg.OCIRuntime || n.Image != image {
+				t.Errorf("checkpointctl runtime %q image %q, want %q %q", n.Runtime, n.Image, cfg.OCIRuntime, image)
+			}
+			if n.ProcessTree.PID != r.Processes[0].PID || n.ProcessTree.Command != "testapp" || !strings.Contains(n.ProcessTree.Cmdline, strings.Join(command[1:], " ")) {
+				t.Errorf("checkpointctl process tree %+v, want pid %d testapp %q", *n.ProcessTree, r.Processes[0].PID, strings.Join(command, " "))
+			}
+
+			// Import it into a checkpoint directory of its own and restore from there.
+			root2 := filepath.Join(t.TempDir(), "cr")
+			if p, code := harness.Run(t, harness.Options{}, time.Minute, "import", file, filepath.Join(root2, "apps", "app")); code != 0 {
+				t.Fatalf("crwrap import exited %d\nstderr:\n%s", code, p.Stderr)
+			}
+			rp := harness.Start(t, harness.Options{}, crwrapArgs("restore", props(root2, "cr.restore.verify=digest"))...)
+			harness.WaitOutput(t, rp, rp.Stderr, `"phase":"summary"`, time.Minute)
+			if strings.Contains(rp.Stderr.String(), `"phase":"fallback"`) || !strings.Contains(rp.Stderr.String(), `"phase":"restore"`) {
+				t.Fatalf("crwrap restore of the imported checkpoint did not restore\nstderr:\n%s", rp.Stderr)
+			}
+			got, err := harness.Get("http://" + addr + "/value")
+			if err != nil || got != string(value) {
+				t.Errorf("restored /value = %q (%v), want %q", got, err, value)
+			}
+			rp.Signal(t, syscall.SIGTERM)
+			if code := rp.Wait(t, time.Minute); code != 0 {
+				t.Errorf("restored crwrap exited %d after SIGTERM, want 0\nstderr:\n%s", code, rp.Stderr)
+			}
+		})
+	}
 }
 
 // checkArchives exports dir in every compression, has checkpointctl show and inspect each
