@@ -26,6 +26,9 @@ func criuLogTail(path string) string {
 		if len(all) > 200 {
 			all = all[1:]
 		}
+		if strings.Contains(line, "RLIMIT_NOFILE") {
+			continue // reported without CAP_SYS_RESOURCE; CRIU goes on regardless
+		}
 		if strings.Contains(line, "Error") || strings.Contains(line, "rror (") || strings.Contains(line, "Can't") {
 			errs = append(errs, strings.TrimSpace(line))
 			if len(errs) > 8 {

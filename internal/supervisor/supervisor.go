@@ -385,8 +385,12 @@ func (s *Supervisor) run(ctx context.Context, mode string) (int, error) {
 	}
 	defer s.release(a)
 	go func() {
-		if _, err := s.waitReady(ctx, a, begin, mode); err != nil && !errors.Is(err, context.Canceled) {
+		_, err := s.waitReady(ctx, a, begin, mode)
+		if err != nil && !errors.Is(err, context.Canceled) {
 			s.Log.WithError(err).Warn("readiness")
+		}
+		if err == nil && mode == "cold" {
+			s.summary("restore fell back to a cold start", nil)
 		}
 	}()
 	return s.serve(ctx, a)

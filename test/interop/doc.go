@@ -5,6 +5,7 @@
 // checkpointctl ($CHECKPOINTCTL) or the Go module proxy to install it into a temporary GOBIN.
 // Without them they skip on a developer's machine and fail in CI ($CI set) or as root.
 //
-// Set CRWRAP_CHECKPOINT to a checkpoint directory made by `crwrap checkpoint` to run the same
-// checks on it as well.
+// TestLeadCheckpoint makes a real checkpoint with `crwrap checkpoint`, exports it with
+// `crwrap export` (tar and zstd), has checkpointctl show and inspect it, then imports and
+// restores it.
 package interop
