@@ -72,6 +72,9 @@ func (s *Supervisor) summary(what string, fields logrus.Fields) {
 	for k, v := range fields {
 		f[k] = v
 	}
+	if _, ok := f["total_ms"]; !ok && !s.began.IsZero() {
+		f["total_ms"] = time.Since(s.began).Milliseconds()
+	}
 	f["phase"] = "summary"
 	s.Log.WithFields(f).Infof("%s: %s", what, text)
 }

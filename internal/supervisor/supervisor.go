@@ -67,6 +67,7 @@ type Supervisor struct {
 	Metrics *metrics.Metrics
 
 	timeline timeline
+	began    time.Time
 }
 
 // app is one prepared or running app container.
@@ -92,6 +93,7 @@ func newID() string {
 
 // Run runs the configured mode and returns the exit code crwrap should exit with.
 func (s *Supervisor) Run(ctx context.Context) (int, error) {
+	s.began = time.Now()
 	if removed, err := s.Runtime.CleanupStale(); err != nil {
 		s.Log.WithError(err).Warn("could not remove everything an earlier crwrap left behind")
 	} else if len(removed) > 0 {
