@@ -437,6 +437,22 @@ func TestPods(t *testing.T) {
 		stop(t, ck2, time.Duration(*c.m.DaemonSet.Spec.Template.Spec.TerminationGracePeriodSeconds)*time.Second)
 	})
 
+	waitWG.Wait()
+	t.Run("NoLeftoverProcesses", func(t *testing.T) {
+		// Every pod is stopped: no app process may survive its pod on the node.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			left := appProcesses()
+			if len(left) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("go-app processes left after every pod stopped: %v", left)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
 }
 
 // TestAppImageIsSelfContained proves that /crwrap brings everything it needs: the app image's
@@ -487,4 +503,17 @@ func TestAppImageIsSelfContained(t *testing.T) {
 			t.Errorf("crwrap-base lacks /%s", want)
 		}
 	}
+}
+
+// appProcesses lists the host's go-app processes ("pid comm").
+func appProcesses() []string {
+	var left []string
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm"))
+		if err == nil && strings.TrimSpace(string(b)) == "go-app" {
+			left = append(left, d.Name()+" go-app")
+		}
+	}
+	return left
 }
