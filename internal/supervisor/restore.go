@@ -126,7 +126,6 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (_ *app, e
 	}
 	a.c = c
 	go s.await(a)
-	go s.guard(a)
 	keepCRIULog(work, "restore.log")
 	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id}
 	st2, serr := readRestoreStats(work)
@@ -143,6 +142,9 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (_ *app, e
 	if _, err := s.waitReady(ctx, a, begin, "restore"); err != nil {
 		return a, err
 	}
+	// The guard is started only now: its start-up would compete for the CPU with the restored
+	// app becoming ready; until then a killed crwrap's leftovers are removed by the next start.
+	go s.guard(a)
 	s.summary("restored", logrus.Fields{"checkpoint": st.Path(), "total_ms": time.Since(begin).Milliseconds()})
 	return a, nil
 }
