@@ -60,6 +60,11 @@ import() {
 }
 
 debootstrap_into() { # SUITE INCLUDE [SCRIPT]
+	if ! command -v debootstrap >/dev/null; then
+		log "installing debootstrap"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+	fi
 	debootstrap --variant=minbase --include="$2" "$1" "$tmp" "$mirror" ${3:+"$3"} >"$tmp.log" 2>&1 ||
 		{ tail -n 30 "$tmp.log" >&2; return 1; }
 	rm -f "$tmp.log"
