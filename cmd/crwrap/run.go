@@ -96,6 +96,11 @@ func runApp(ctx context.Context, s *config.Settings, stopWhenReady bool) (int, e
 	if err := prepareWorkDir(workDir); err != nil {
 		return 1, err
 	}
+	if mountns.Entered() {
+		if err := container.WritableCgroups(); err != nil {
+			return 1, err
+		}
+	}
 	if s.Mode != config.ModeRun && mountns.Entered() {
 		// CRIU's kernel probe cache lives on the checkpoint root, so that restores skip the probes.
 		kdat := criu.KdatCache{Path: filepath.Join(s.CheckpointRoot, ".crwrap", "criu-"+criuVersion+".kdat")}
