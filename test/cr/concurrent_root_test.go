@@ -47,8 +47,8 @@ func TestConcurrentRestoresInOwnNetNS(t *testing.T) {
 			t.Errorf("restore %d (netns %s): %s\nstderr:\n%s", i, nss[i], errs[i], procs[i].Stderr)
 			continue
 		}
-		waitLog(t, procs[i], "phase", "ready", time.Minute)
-		assertRestored(t, procs[i])
+		harness.WaitLog(t, procs[i], "phase", "ready", time.Minute)
+		harness.AssertRestored(t, procs[i])
 		if values[i] != want {
 			t.Errorf("restore %d (netns %s): /value = %q, want the checkpointed %q", i, nss[i], values[i], want)
 		}
@@ -57,7 +57,7 @@ func TestConcurrentRestoresInOwnNetNS(t *testing.T) {
 		t.Errorf("%s answers in the test's own network namespace: a restore is not in its own", a.addr())
 	}
 	for _, p := range procs {
-		stop(t, p)
+		harness.Stop(t, p)
 	}
 	sameSnapshot(t, "the checkpoint root after 4 concurrent restores", before, snapshot(t, a.root))
 }

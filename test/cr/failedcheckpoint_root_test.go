@@ -37,11 +37,11 @@ func TestFailedCheckpointKeepsPrevious(t *testing.T) {
 	sameSnapshot(t, "the checkpoint root after a failed checkpoint", before, snapshot(t, a.root))
 
 	r := a.restoreReady()
-	assertRestored(t, r)
+	harness.AssertRestored(t, r)
 	if got := a.get("/value"); got != want {
 		t.Errorf("/value = %q, want the previous checkpoint's %q", got, want)
 	}
-	stop(t, r)
+	harness.Stop(t, r)
 }
 
 // crwrap killed with SIGKILL in the middle of a checkpoint: the previous checkpoint stays
@@ -54,7 +54,7 @@ func TestKilledCheckpointKeepsPrevious(t *testing.T) {
 
 	big := a.variant("-warmup", "300ms", "-heap", "512")
 	p := harness.Start(t, harness.Options{}, big.args("checkpoint", big.props("cr.checkpoint.refresh=always"))...)
-	waitLog(t, p, "phase", "identify", 2*time.Minute)
+	harness.WaitLog(t, p, "phase", "identify", 2*time.Minute)
 	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +77,11 @@ func TestKilledCheckpointKeepsPrevious(t *testing.T) {
 	sameSnapshot(t, "the previous checkpoint after a killed checkpoint", before, snapshot(t, a.versionDir()))
 
 	r := a.restoreReady()
-	assertRestored(t, r)
+	harness.AssertRestored(t, r)
 	if got := a.get("/value"); got != want {
 		t.Errorf("/value = %q, want the previous checkpoint's %q", got, want)
 	}
-	stop(t, r)
+	harness.Stop(t, r)
 
 	// The next checkpoint run (which keeps the intact checkpoint) cleans up the interrupted one.
 	k, code := a.checkpoint(harness.Options{})
@@ -133,9 +133,9 @@ func TestCheckpointRefresh(t *testing.T) {
 		t.Errorf("versions after refresh=always: %v, want only the new one", v)
 	}
 	r := a.restoreReady()
-	assertRestored(t, r)
+	harness.AssertRestored(t, r)
 	if got := a.get("/value"); got != second {
 		t.Errorf("/value = %q, want the new checkpoint's %q (first was %q)", got, second, first)
 	}
-	stop(t, r)
+	harness.Stop(t, r)
 }

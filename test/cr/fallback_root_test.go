@@ -18,11 +18,11 @@ import (
 // coldStarted checks that the restore fell back for reason and the app then started cold:
 // ready, with a value of its own (not the checkpointed one) and a fresh counter. The app keeps
 // running.
-func coldStarted(t *testing.T, a *testApp, p *harness.Proc, reason, checkpointed string) logEntry {
+func coldStarted(t *testing.T, a *testApp, p *harness.Proc, reason, checkpointed string) harness.LogEntry {
 	t.Helper()
 	e := assertFallback(t, p, reason)
-	t.Logf("fallback: reason=%s error=%s", e.str("reason"), e.str("error"))
-	if r := findLog(p, "phase", "ready"); r == nil || r.str("mode") != "cold" {
+	t.Logf("fallback: reason=%s error=%s", e.Str("reason"), e.Str("error"))
+	if r := findLog(p, "phase", "ready"); r == nil || r.Str("mode") != "cold" {
 		t.Errorf("no phase=ready mode=cold log line after the fallback: %v", r)
 	}
 	got := a.get("/value")
@@ -61,7 +61,7 @@ func TestFallbackDamagedTruncatedPages(t *testing.T) {
 	}
 	p := a.restoreReady()
 	coldStarted(t, a, p, "damaged", want)
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 func TestFallbackDamagedMissingImage(t *testing.T) {
@@ -72,7 +72,7 @@ func TestFallbackDamagedMissingImage(t *testing.T) {
 	}
 	p := a.restoreReady()
 	coldStarted(t, a, p, "damaged", want)
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // A checkpoint of the same command whose executable changed since (one byte, same size) is
@@ -105,7 +105,7 @@ func TestFallbackChangedBinarySameSize(t *testing.T) {
 	}
 	p := a.restoreReady()
 	coldStarted(t, a, p, "foreign", want)
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // A checkpoint whose manifest says it was made under another kernel is not restored. crwrap.json
@@ -135,7 +135,7 @@ func TestFallbackIncompatibleKernel(t *testing.T) {
 	}
 	p := a.restoreReady()
 	coldStarted(t, a, p, "incompatible", want)
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // A checkpoint that passes every check but that CRIU cannot restore (an image's magic number
@@ -155,11 +155,11 @@ func TestFallbackRestoreFailed(t *testing.T) {
 	p := a.restoreReady()
 	e := coldStarted(t, a, p, "restore_failed", want)
 	// Nothing of the failed attempt is left: no state, cgroup, process or mount of its container.
-	id := regexp.MustCompile(`crwrap-[0-9a-f]{12}`).FindString(e.str("error"))
+	id := regexp.MustCompile(`crwrap-[0-9a-f]{12}`).FindString(e.Str("error"))
 	if id == "" {
-		t.Fatalf("the fallback error names no container: %s", e.str("error"))
+		t.Fatalf("the fallback error names no container: %s", e.Str("error"))
 	}
-	if r := findLog(p, "phase", "render"); r == nil || r.str("container") != id {
+	if r := findLog(p, "phase", "render"); r == nil || r.Str("container") != id {
 		t.Fatalf("the failed attempt's container is %s, but the first render logged %v", id, r)
 	}
 	for _, l := range leftoversOf(p, id) {
@@ -167,9 +167,9 @@ func TestFallbackRestoreFailed(t *testing.T) {
 	}
 	// The same look finds the cold-started app's container: the checks above look in the right places.
 	var cold string
-	for _, e := range logs(p) {
-		if e.str("phase") == "render" && e.str("container") != id {
-			cold = e.str("container")
+	for _, e := range harness.JSONLog(p) {
+		if e.Str("phase") == "render" && e.Str("container") != id {
+			cold = e.Str("container")
 		}
 	}
 	if cold == "" {
@@ -178,7 +178,7 @@ func TestFallbackRestoreFailed(t *testing.T) {
 	if l := leftoversOf(p, cold); len(l) < 3 {
 		t.Errorf("the leftover check does not see the running cold start %s: only %v", cold, l)
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // No checkpoint: crwrap waits cr.restore.wait for one to appear, then starts the app cold.
@@ -187,7 +187,7 @@ func TestFallbackMissingAfterWait(t *testing.T) {
 	start := time.Now()
 	p := a.restoreReady("cr.restore.wait=1s")
 	e := coldStarted(t, a, p, "missing", "")
-	stop(t, p)
+	harness.Stop(t, p)
 	if d, ok := e["duration_ms"].(float64); !ok || d < 950 || d > 5000 {
 		t.Errorf("fallback after %v ms, want about 1000 (cr.restore.wait=1s)", e["duration_ms"])
 	}
@@ -204,7 +204,7 @@ func TestFallbackFailMissingExits1(t *testing.T) {
 		t.Errorf("exit %d, want 1", code)
 	}
 	e := findLog(p, "phase", "fallback")
-	if e == nil || e.str("reason") != "missing" {
+	if e == nil || e.Str("reason") != "missing" {
 		t.Errorf("want a phase=fallback reason=missing log line, got %v\nstderr:\n%s", e, p.Stderr)
 	}
 	if findLog(p, "phase", "start") != nil || findLog(p, "phase", "ready") != nil {
@@ -219,15 +219,15 @@ func TestFallbackFailMissingExits1(t *testing.T) {
 func TestRestoreWaitsForCheckpoint(t *testing.T) {
 	a := newTestApp(t, "-warmup", "300ms", "-heap", "16")
 	p := a.restore(harness.Options{}, "cr.restore.wait=2m")
-	waitLog(t, p, "msg", "waiting for a checkpoint to appear", 30*time.Second)
+	harness.WaitLog(t, p, "msg", "waiting for a checkpoint to appear", 30*time.Second)
 	want := a.mustCheckpoint()
 	harness.WaitHTTP(t, p, a.url("/ready"), time.Minute)
-	waitLog(t, p, "phase", "ready", time.Minute)
-	assertRestored(t, p)
+	harness.WaitLog(t, p, "phase", "ready", time.Minute)
+	harness.AssertRestored(t, p)
 	if got := a.get("/value"); got != want {
 		t.Errorf("/value = %q, want the checkpointed %q", got, want)
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // leftoversOf lists what of container id still exists: its libcontainer state and scratch
@@ -276,7 +276,7 @@ func TestFallbackForeignCommand(t *testing.T) {
 	other.port = a.port // same address: only the flags differ
 	p := other.restoreReady()
 	coldStarted(t, other, p, "foreign", want)
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // With cr.restore.verify=digest, damage that keeps every size (an image overwritten in place)
@@ -295,7 +295,7 @@ func TestFallbackDamagedSameSizeWithDigests(t *testing.T) {
 	f.Close()
 	p := a.restoreReady("cr.restore.verify=digest")
 	coldStarted(t, a, p, "damaged", want)
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // A restored app that does not become ready in cr.readiness.timeout is killed and the app is
@@ -307,8 +307,8 @@ func TestFallbackNotReady(t *testing.T) {
 	want := a.mustCheckpoint(probe, "cr.readiness.timeout=2s")
 	p := a.restoreReady(probe, "cr.readiness.timeout=2s")
 	e := assertFallback(t, p, "not_ready")
-	t.Logf("fallback: reason=%s error=%s", e.str("reason"), e.str("error"))
-	if r := findLog(p, "phase", "ready"); r == nil || r.str("mode") != "cold" {
+	t.Logf("fallback: reason=%s error=%s", e.Str("reason"), e.Str("error"))
+	if r := findLog(p, "phase", "ready"); r == nil || r.Str("mode") != "cold" {
 		t.Errorf("no phase=ready mode=cold log line after the fallback: %v", r)
 	}
 	if got := a.get("/value"); got == want || len(got) != 32 {
@@ -317,5 +317,5 @@ func TestFallbackNotReady(t *testing.T) {
 	if c := a.get("/counter"); c != "2" {
 		t.Errorf("/counter = %q, want 2 (the cold start's probe asked once)", c)
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 }

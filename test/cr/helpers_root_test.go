@@ -1,17 +1,14 @@
 package cr
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -181,114 +178,35 @@ func (a *testApp) restoreReady(extra ...string) *harness.Proc {
 	a.t.Helper()
 	p := a.restore(harness.Options{}, extra...)
 	harness.WaitHTTP(a.t, p, a.url("/ready"), time.Minute)
-	waitLog(a.t, p, "phase", "ready", time.Minute)
+	harness.WaitLog(a.t, p, "phase", "ready", time.Minute)
 	return p
 }
 
 // get fetches path from the app (in the test's network namespace).
 func (a *testApp) get(path string) string {
 	a.t.Helper()
-	body, err := harness.Get(a.url(path))
-	if err != nil {
-		a.t.Fatalf("GET %s: %v (%s)", path, err, body)
-	}
-	return body
-}
-
-// stop sends SIGTERM and expects crwrap to exit with the app's status 0.
-func stop(t *testing.T, p *harness.Proc) {
-	t.Helper()
-	p.Signal(t, syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Errorf("after SIGTERM crwrap exited %d, want 0 (the app's status)\nstderr:\n%s", code, p.Stderr)
-	}
-}
-
-// logEntry is one JSON log line of crwrap.
-type logEntry map[string]any
-
-func (e logEntry) str(k string) string {
-	v, ok := e[k]
-	if !ok {
-		return ""
-	}
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return fmt.Sprint(v)
-}
-
-// logs parses crwrap's JSON log lines from its stderr (the app's own lines are skipped).
-func logs(p *harness.Proc) []logEntry {
-	var out []logEntry
-	sc := bufio.NewScanner(strings.NewReader(p.Stderr.String()))
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "{") {
-			continue
-		}
-		var e logEntry
-		if json.Unmarshal([]byte(line), &e) == nil {
-			out = append(out, e)
-		}
-	}
-	return out
+	return harness.MustGet(a.t, a.url(""), path)
 }
 
 // findLog returns the first log entry whose field k is v (nil when none).
-func findLog(p *harness.Proc, k, v string) logEntry {
-	for _, e := range logs(p) {
-		if e.str(k) == v {
+func findLog(p *harness.Proc, k, v string) harness.LogEntry {
+	for _, e := range harness.JSONLog(p) {
+		if e.Str(k) == v {
 			return e
 		}
 	}
 	return nil
 }
 
-// waitLog waits until a log entry with k=v appears (or crwrap exits, or timeout).
-func waitLog(t *testing.T, p *harness.Proc, k, v string, timeout time.Duration) logEntry {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if e := findLog(p, k, v); e != nil {
-			return e
-		}
-		select {
-		case <-p.Done():
-			if e := findLog(p, k, v); e != nil {
-				return e
-			}
-			t.Fatalf("crwrap exited before logging %s=%s\nstderr:\n%s", k, v, p.Stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s=%s in crwrap's log after %v\nstderr:\n%s", k, v, timeout, p.Stderr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// assertRestored checks that crwrap restored the checkpoint (no fallback).
-func assertRestored(t *testing.T, p *harness.Proc) {
-	t.Helper()
-	if e := findLog(p, "phase", "fallback"); e != nil {
-		t.Fatalf("restore fell back (reason=%s): %s\nstderr:\n%s", e.str("reason"), e.str("error"), p.Stderr)
-	}
-	if findLog(p, "phase", "restore") == nil {
-		t.Fatalf("no phase=restore in the log\nstderr:\n%s", p.Stderr)
-	}
-}
-
 // assertFallback checks that crwrap logged a fallback with reason and did not restore.
-func assertFallback(t *testing.T, p *harness.Proc, reason string) logEntry {
+func assertFallback(t *testing.T, p *harness.Proc, reason string) harness.LogEntry {
 	t.Helper()
 	e := findLog(p, "phase", "fallback")
 	if e == nil {
 		t.Fatalf("no phase=fallback in the log (want reason=%s)\nstderr:\n%s", reason, p.Stderr)
 	}
-	if got := e.str("reason"); got != reason {
-		t.Errorf("fallback reason=%s (%s), want %s", got, e.str("error"), reason)
+	if got := e.Str("reason"); got != reason {
+		t.Errorf("fallback reason=%s (%s), want %s", got, e.Str("error"), reason)
 	}
 	// Only a restored app that is not ready was restored (and must then be gone).
 	if reason != "not_ready" && findLog(p, "phase", "restore") != nil {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crwrap/crwrap/test/harness"
 )
 
 // What the restored app prints reaches the new crwrap's stdout and stderr (the pod's log).
@@ -11,7 +13,7 @@ func TestRestoredAppOutput(t *testing.T) {
 	a := newTestApp(t, "-warmup", "300ms", "-heap", "16")
 	a.mustCheckpoint()
 	p := a.restoreReady()
-	assertRestored(t, p)
+	harness.AssertRestored(t, p)
 	msg := "restored-output-check"
 	if got := a.get("/echo?msg=" + msg); got != msg {
 		t.Fatalf("/echo = %q, want %q", got, msg)
@@ -36,7 +38,7 @@ func TestRestoredAppOutput(t *testing.T) {
 			t.Errorf("crwrap's %s has %q, which the app wrote to the other stream", w.name, w.not)
 		}
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 	// The app's last words after SIGTERM come through as well.
 	if !strings.Contains(p.Stdout.String(), "testapp got terminated") {
 		t.Errorf("crwrap's stdout lacks the restored app's exit message:\n%s", p.Stdout)

@@ -71,7 +71,7 @@ func TestRestoreWhilePublishing(t *testing.T) {
 			continue
 		}
 		if e := findLog(r.p, "phase", "fallback"); e != nil {
-			t.Errorf("restore %d fell back (reason=%s): %s", i, e.str("reason"), e.str("error"))
+			t.Errorf("restore %d fell back (reason=%s): %s", i, e.Str("reason"), e.Str("error"))
 		}
 		if !values[r.value] {
 			t.Errorf("restore %d: /value %q is none of the published checkpoints' %v", i, r.value, values)

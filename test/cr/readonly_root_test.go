@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/crwrap/crwrap/test/harness"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,14 +22,14 @@ func TestRestoreReadOnly(t *testing.T) {
 	}
 
 	p := a.restoreReady()
-	assertRestored(t, p)
+	harness.AssertRestored(t, p)
 	if got := a.get("/value"); got != want {
 		t.Errorf("/value = %q, want the checkpointed %q", got, want)
 	}
 	if got := a.get("/counter"); got != "4" {
 		t.Errorf("/counter = %q, want 4", got)
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 	sameSnapshot(t, "the read-only checkpoint root", before, snapshot(t, a.root))
 }
 

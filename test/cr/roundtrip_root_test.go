@@ -2,6 +2,8 @@ package cr
 
 import (
 	"testing"
+
+	"github.com/crwrap/crwrap/test/harness"
 )
 
 // A checkpoint restored twice, one restore after the other: both restored apps have the value
@@ -19,7 +21,7 @@ func TestRoundTripMemoryIntact(t *testing.T) {
 
 	for i := 1; i <= 2; i++ {
 		p := a.restoreReady()
-		assertRestored(t, p)
+		harness.AssertRestored(t, p)
 		if got := a.get("/value"); got != want {
 			t.Errorf("restore %d: /value = %q, want the checkpointed %q", i, got, want)
 		}
@@ -30,10 +32,10 @@ func TestRoundTripMemoryIntact(t *testing.T) {
 		if got := a.get("/counter"); got != "5" {
 			t.Errorf("restore %d: second /counter = %q, want 5", i, got)
 		}
-		if e := findLog(p, "phase", "ready"); e == nil || e.str("mode") != "restore" {
+		if e := findLog(p, "phase", "ready"); e == nil || e.Str("mode") != "restore" {
 			t.Errorf("restore %d: no phase=ready mode=restore log line: %v", i, e)
 		}
-		stop(t, p)
+		harness.Stop(t, p)
 	}
 	if got := a.target(); got != target {
 		t.Errorf("restores changed the published checkpoint: %s => %s", target, got)

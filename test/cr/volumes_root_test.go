@@ -34,7 +34,7 @@ func TestVolumeReadWithNewContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := a.restoreReady("cr.container.mounts=" + vol)
-	assertRestored(t, p)
+	harness.AssertRestored(t, p)
 	if got := a.get("/value"); got != want {
 		t.Errorf("/value = %q, want the checkpointed %q", got, want)
 	}
@@ -44,7 +44,7 @@ func TestVolumeReadWithNewContent(t *testing.T) {
 	if got := a.get("/file?path=" + g); got != "added" {
 		t.Errorf("restored app reads %q from a file added to the volume after the checkpoint, want added", got)
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // /etc/hostname, /etc/hosts and /etc/resolv.conf are the restoring pod's, not copies saved from
@@ -100,8 +100,8 @@ func TestRestoredEtcFilesAreTheNewPods(t *testing.T) {
 
 	p := harness.StartWrapped(t, newWrap, harness.Options{}, a.args("restore", props)...)
 	harness.WaitHTTP(t, p, a.url("/ready"), time.Minute)
-	waitLog(t, p, "phase", "ready", time.Minute)
-	assertRestored(t, p)
+	harness.WaitLog(t, p, "phase", "ready", time.Minute)
+	harness.AssertRestored(t, p)
 	if got := a.get("/value"); got != want {
 		t.Errorf("/value = %q, want the checkpointed %q", got, want)
 	}
@@ -115,5 +115,5 @@ func TestRestoredEtcFilesAreTheNewPods(t *testing.T) {
 			t.Errorf("restored app reads %q from %s (%s), want the restoring pod's %q", got, f, what, newPod[f])
 		}
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/crwrap/crwrap/test/harness"
 )
 
 func randomName(t *testing.T, prefix string) string {
@@ -46,7 +48,7 @@ func TestRootfsAndTmpfsWritesSurvive(t *testing.T) {
 	}
 
 	p := a.restoreReady()
-	assertRestored(t, p)
+	harness.AssertRestored(t, p)
 	if got := a.get("/value"); got != want {
 		t.Errorf("/value = %q, want the checkpointed %q", got, want)
 	}
@@ -56,7 +58,7 @@ func TestRootfsAndTmpfsWritesSurvive(t *testing.T) {
 	if got := a.get("/file?path=" + shmFile); got != "shm" {
 		t.Errorf("restored app reads %q from %s, want shm", got, shmFile)
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 	for _, f := range []string{rootFile, shmFile} {
 		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after restore, %s exists on the host (stat: %v)", f, err)

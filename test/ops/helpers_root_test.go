@@ -1,13 +1,10 @@
 package ops
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -113,104 +110,18 @@ func (a *app) restore(extra ...string) *harness.Proc {
 // get fetches path from the app.
 func (a *app) get(path string) string {
 	a.t.Helper()
-	body, err := harness.Get(a.url(path))
-	if err != nil {
-		a.t.Fatalf("GET %s: %v (%s)", path, err, body)
-	}
-	return body
-}
-
-// stop sends SIGTERM and expects crwrap to exit with the app's status 0.
-func stop(t *testing.T, p *harness.Proc) {
-	t.Helper()
-	p.Signal(t, syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Errorf("after SIGTERM crwrap exited %d, want 0\nstderr:\n%s", code, p.Stderr)
-	}
-}
-
-// entry is one JSON log line.
-type entry map[string]any
-
-func (e entry) str(k string) string {
-	v, ok := e[k]
-	if !ok {
-		return ""
-	}
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return fmt.Sprint(v)
-}
-
-// num returns the numeric field k (ok false when missing or not a JSON number).
-func (e entry) num(k string) (float64, bool) {
-	f, ok := e[k].(float64)
-	return f, ok
-}
-
-// parseLines parses every line of s as a JSON object; lines that are not are returned in bad.
-func parseLines(s string) (entries []entry, bad []string) {
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var e entry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e == nil {
-			bad = append(bad, sc.Text())
-			continue
-		}
-		entries = append(entries, e)
-	}
-	return entries, bad
+	return harness.MustGet(a.t, a.url(""), path)
 }
 
 // phases returns the entries whose phase is ph.
-func phases(entries []entry, ph string) []entry {
-	var out []entry
+func phases(entries []harness.LogEntry, ph string) []harness.LogEntry {
+	var out []harness.LogEntry
 	for _, e := range entries {
-		if e.str("phase") == ph {
+		if e.Str("phase") == ph {
 			out = append(out, e)
 		}
 	}
 	return out
-}
-
-// waitPhase waits until crwrap's JSON log has a line with phase ph and returns it; it fails
-// when crwrap exits first or timeout passes.
-func waitPhase(t *testing.T, p *harness.Proc, ph string, timeout time.Duration) entry {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		entries, _ := parseLines(p.Stderr.String())
-		if m := phases(entries, ph); len(m) > 0 {
-			return m[0]
-		}
-		select {
-		case <-p.Done():
-			entries, _ := parseLines(p.Stderr.String())
-			if m := phases(entries, ph); len(m) > 0 {
-				return m[0]
-			}
-			t.Fatalf("crwrap exited before logging phase=%s\nstderr:\n%s", ph, p.Stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no phase=%s after %v\nstderr:\n%s", ph, timeout, p.Stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// assertRestored fails unless crwrap restored (phase=restore, no fallback).
-func assertRestored(t *testing.T, p *harness.Proc) {
-	t.Helper()
-	entries, _ := parseLines(p.Stderr.String())
-	if fb := phases(entries, "fallback"); len(fb) > 0 {
-		t.Fatalf("restore fell back (reason=%s)\nstderr:\n%s", fb[0].str("reason"), p.Stderr)
-	}
-	if len(phases(entries, "restore")) == 0 {
-		t.Fatalf("no phase=restore in the log\nstderr:\n%s", p.Stderr)
-	}
 }
 
 // criuVersion is the version of the bundled CRIU.

@@ -4,14 +4,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crwrap/crwrap/test/harness"
 )
 
 // assertJSONLog checks that every stderr line of a run is a JSON object, that each phase in
 // want appears with a numeric duration (ready: time_to_ready_ms) and that there is exactly
 // one phase=summary line. It returns the parsed entries.
-func assertJSONLog(t *testing.T, what, stderr string, want ...string) []entry {
+func assertJSONLog(t *testing.T, what, stderr string, want ...string) []harness.LogEntry {
 	t.Helper()
-	entries, bad := parseLines(stderr)
+	entries, bad := harness.ParseJSONLog(stderr)
 	if len(bad) > 0 {
 		t.Errorf("%s: %d stderr line(s) are not JSON objects:\n%s", what, len(bad), strings.Join(bad, "\n"))
 	}
@@ -20,7 +22,7 @@ func assertJSONLog(t *testing.T, what, stderr string, want ...string) []entry {
 	}
 	for _, e := range entries {
 		for _, k := range []string{"level", "msg", "time"} {
-			if e.str(k) == "" {
+			if e.Str(k) == "" {
 				t.Errorf("%s: log line without %q: %v", what, k, e)
 			}
 		}
@@ -36,7 +38,7 @@ func assertJSONLog(t *testing.T, what, stderr string, want ...string) []entry {
 			key = "time_to_ready_ms"
 		}
 		for _, e := range m {
-			if d, ok := e.num(key); !ok || d < 0 {
+			if d, ok := e.Num(key); !ok || d < 0 {
 				t.Errorf("%s: phase=%s has no numeric %s: %v", what, ph, key, e)
 			}
 		}
@@ -44,7 +46,7 @@ func assertJSONLog(t *testing.T, what, stderr string, want ...string) []entry {
 	sums := phases(entries, "summary")
 	if len(sums) != 1 {
 		t.Errorf("%s: %d phase=summary lines, want 1\nstderr:\n%s", what, len(sums), stderr)
-	} else if total, ok := sums[0].num("total_ms"); !ok || total <= 0 {
+	} else if total, ok := sums[0].Num("total_ms"); !ok || total <= 0 {
 		t.Errorf("%s: the summary has no positive total_ms: %v", what, sums[0])
 	}
 	return entries
@@ -57,41 +59,41 @@ func TestJSONPhaseLogs(t *testing.T) {
 	cp := a.checkpoint()
 	entries := assertJSONLog(t, "checkpoint", cp.Stderr.String(), "render", "start", "ready", "dump", "publish")
 	if pub := phases(entries, "publish"); len(pub) > 0 {
-		if pub[0].str("checkpoint") != a.path() {
-			t.Errorf("publish names checkpoint %q, want %q", pub[0].str("checkpoint"), a.path())
+		if pub[0].Str("checkpoint") != a.path() {
+			t.Errorf("publish names checkpoint %q, want %q", pub[0].Str("checkpoint"), a.path())
 		}
-		if b, ok := pub[0].num("bytes"); !ok || b <= 0 {
+		if b, ok := pub[0].Num("bytes"); !ok || b <= 0 {
 			t.Errorf("publish has no positive bytes: %v", pub[0])
 		}
 	}
 	if d := phases(entries, "dump"); len(d) > 0 {
-		if n, ok := d[0].num("pages_written"); !ok || n <= 0 {
+		if n, ok := d[0].Num("pages_written"); !ok || n <= 0 {
 			t.Errorf("dump has no positive pages_written: %v", d[0])
 		}
 	}
 	for _, e := range entries {
-		if e.str("mode") != "checkpoint" {
-			t.Errorf("checkpoint log line with mode=%q: %v", e.str("mode"), e)
+		if e.Str("mode") != "checkpoint" {
+			t.Errorf("checkpoint log line with mode=%q: %v", e.Str("mode"), e)
 		}
 	}
 	want := a.checkpointedValue()
 
 	p := a.restore()
-	waitPhase(t, p, "summary", time.Minute)
+	harness.WaitLog(t, p, "phase", "summary", time.Minute)
 	if got := a.get("/value"); got != want {
 		t.Errorf("restored /value = %q, want %q", got, want)
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 	entries = assertJSONLog(t, "restore", p.Stderr.String(), "find", "verify", "restore", "ready")
-	assertRestored(t, p)
+	harness.AssertRestored(t, p)
 	if ex := phases(entries, "exit"); len(ex) != 1 {
 		t.Errorf("%d phase=exit lines after SIGTERM, want 1", len(ex))
-	} else if s, ok := ex[0].num("status"); !ok || s != 0 {
+	} else if s, ok := ex[0].Num("status"); !ok || s != 0 {
 		t.Errorf("phase=exit status %v, want 0: %v", ex[0]["status"], ex[0])
 	}
 	for _, e := range entries {
-		if e.str("mode") != "restore" {
-			t.Errorf("restore log line with mode=%q: %v", e.str("mode"), e)
+		if e.Str("mode") != "restore" {
+			t.Errorf("restore log line with mode=%q: %v", e.Str("mode"), e)
 		}
 	}
 }
@@ -101,13 +103,13 @@ func TestJSONPhaseLogs(t *testing.T) {
 func TestJSONLogFallbackSummary(t *testing.T) {
 	a := newApp(t, "-warmup", "100ms")
 	p := a.restore()
-	waitPhase(t, p, "ready", time.Minute)
+	harness.WaitLog(t, p, "phase", "ready", time.Minute)
 	// Whatever crwrap logs right after ready has been written by the time the app answers.
 	a.get("/ready")
 	time.Sleep(200 * time.Millisecond)
-	stop(t, p)
+	harness.Stop(t, p)
 	entries := assertJSONLog(t, "fallback restore", p.Stderr.String(), "fallback", "render", "start", "ready")
-	if fb := phases(entries, "fallback"); len(fb) != 1 || fb[0].str("reason") != "missing" {
+	if fb := phases(entries, "fallback"); len(fb) != 1 || fb[0].Str("reason") != "missing" {
 		t.Errorf("want one phase=fallback reason=missing, got %v", fb)
 	}
 }

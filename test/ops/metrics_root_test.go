@@ -160,7 +160,7 @@ func TestMetricsCheckpointAndRestore(t *testing.T) {
 	maddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	cp := harness.Start(t, harness.Options{}, a.args("checkpoint",
 		a.props("cr.checkpoint.exit=false", "cr.metrics.address="+maddr), "--log-format", "json")...)
-	waitPhase(t, cp, "summary", 2*time.Minute)
+	harness.WaitLog(t, cp, "phase", "summary", 2*time.Minute)
 	want := a.checkpointedValue()
 	f := scrape(t, maddr)
 	if n := f.count(t, "crwrap_checkpoint_duration_seconds", nil); n != 1 {
@@ -186,12 +186,12 @@ func TestMetricsCheckpointAndRestore(t *testing.T) {
 		t.Errorf(`crwrap_phase_duration_seconds{phase="dump"} count = %d, want 1`, n)
 	}
 	assertInfo(t, f)
-	stop(t, cp)
+	harness.Stop(t, cp)
 
 	maddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	p := a.restore("cr.metrics.address=" + maddr)
-	waitPhase(t, p, "summary", time.Minute)
-	assertRestored(t, p)
+	harness.WaitLog(t, p, "phase", "summary", time.Minute)
+	harness.AssertRestored(t, p)
 	if got := a.get("/value"); got != want {
 		t.Errorf("restored /value = %q, want %q", got, want)
 	}
@@ -220,7 +220,7 @@ func TestMetricsCheckpointAndRestore(t *testing.T) {
 	if body, err := harness.Get("http://" + maddr + "/healthz"); err != nil {
 		t.Errorf("GET /healthz: %v (%s)", err, body)
 	}
-	stop(t, p)
+	harness.Stop(t, p)
 }
 
 // A restore that falls back (no checkpoint) counts it: crwrap_restore_fallbacks_total{reason="missing"} is 1.
@@ -228,10 +228,10 @@ func TestMetricsFallbackMissing(t *testing.T) {
 	a := newApp(t, "-warmup", "100ms")
 	maddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	p := a.restore("cr.metrics.address=" + maddr)
-	waitPhase(t, p, "ready", time.Minute)
+	harness.WaitLog(t, p, "phase", "ready", time.Minute)
 	harness.WaitHTTP(t, p, a.url("/ready"), 30*time.Second)
-	entries, _ := parseLines(p.Stderr.String())
-	if fb := phases(entries, "fallback"); len(fb) != 1 || fb[0].str("reason") != "missing" {
+	entries, _ := harness.ParseJSONLog(p.Stderr.String())
+	if fb := phases(entries, "fallback"); len(fb) != 1 || fb[0].Str("reason") != "missing" {
 		t.Errorf("want one phase=fallback reason=missing, got %v", fb)
 	}
 	f := scrape(t, maddr)
@@ -245,5 +245,5 @@ func TestMetricsFallbackMissing(t *testing.T) {
 		t.Errorf("crwrap_criu_pages_restored = %v after a cold start, want 0", v)
 	}
 	assertInfo(t, f)
-	stop(t, p)
+	harness.Stop(t, p)
 }
