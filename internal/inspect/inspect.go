@@ -1,12 +1,9 @@
 package inspect
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -288,24 +285,11 @@ func (r *Report) readManifest(root string, files map[string]int64, digests bool)
 		if !digests || f.SHA256 == "" {
 			continue
 		}
-		sum, err := fileSHA256(filepath.Join(root, filepath.FromSlash(p)))
+		d, err := checkpoint.DigestFile(filepath.Join(root, filepath.FromSlash(p)))
 		if err != nil {
 			r.damage("%s: %v", f.Path, err)
-		} else if !strings.EqualFold(sum, f.SHA256) {
-			r.damage("%s: sha256 %s, %s says %s", f.Path, sum, checkpoint.ManifestFile, f.SHA256)
+		} else if !strings.EqualFold(d.SHA256, f.SHA256) {
+			r.damage("%s: sha256 %s, %s says %s", f.Path, d.SHA256, checkpoint.ManifestFile, f.SHA256)
 		}
 	}
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
