@@ -58,4 +58,11 @@ type File struct {
 	Path   string `json:"path"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Stat identifies this version of an app file on its node: inode number, change and
+	// modification times (ns). A file whose Stat and Size match has not been written since
+	// (any write, chmod or replacement moves ctime forward, ctime cannot be set back, and since
+	// Linux 6.13 a change after a stat gets a fine-grained ctime), so a restore can skip
+	// hashing it; the digest decides whenever Stat differs (and always with
+	// cr.restore.verify=digest).
+	Stat string `json:"stat,omitempty"`
 }

@@ -197,8 +197,9 @@ func (m *Manifest) CheckHost(h Host, criuVersion string) error {
 
 // CheckApp refuses a checkpoint of another app: another command line, template or set of
 // volumes, or any executable or library the app had mapped that differs now (by content,
-// even at the same size) in the root filesystem at rootfs.
-func (m *Manifest) CheckApp(app App, rootfs string) error {
+// even at the same size) in the root filesystem at rootfs. A file whose size and Stat are
+// those recorded is known unchanged without reading it, unless digests is set.
+func (m *Manifest) CheckApp(app App, rootfs string, digests bool) error {
 	switch {
 	case !slices.Equal(m.App.Args, app.Args):
 		return fmt.Errorf("%w: command %q, this app runs %q", ErrForeign, m.App.Args, app.Args)
@@ -208,7 +209,13 @@ func (m *Manifest) CheckApp(app App, rootfs string) error {
 		return fmt.Errorf("%w: volumes %q, this app has %q", ErrForeign, m.App.Mounts, app.Mounts)
 	}
 	for _, f := range m.App.Files {
-		d, err := DigestFile(filepath.Join(rootfs, f.Path))
+		p := filepath.Join(rootfs, f.Path)
+		if !digests && f.Stat != "" {
+			if size, st, err := statID(p); err == nil && size == f.Size && st == f.Stat {
+				continue
+			}
+		}
+		d, err := DigestFile(p)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrForeign, f.Path, err)
 		}
@@ -243,6 +250,9 @@ func AppFiles(rootfs string, pids []int) ([]File, error) {
 				return nil, err
 			}
 			d.Path = p
+			if size, st, err := statID(filepath.Join(rootfs, p)); err == nil && size == d.Size {
+				d.Stat = st
+			}
 			files = append(files, d)
 		}
 	}
@@ -273,4 +283,13 @@ func mappedFiles(pid int) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, sc.Err()
+}
+
+// statID returns a file's size and its Stat identity (inode, ctime, mtime in ns).
+func statID(p string) (int64, string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return 0, "", err
+	}
+	return st.Size, fmt.Sprintf("%d:%d:%d", st.Ino, st.Ctim.Nano(), st.Mtim.Nano()), nil
 }

@@ -82,7 +82,7 @@ func TestCheckApp(t *testing.T) {
 	app := App{Args: []string{"/app", "-x"}, TemplateDigest: "t1", Mounts: []string{"/data"}}
 	m := &Manifest{App: app}
 	m.App.Files = []File{d}
-	if err := m.CheckApp(app, root); err != nil {
+	if err := m.CheckApp(app, root, false); err != nil {
 		t.Fatalf("same app: %v", err)
 	}
 	for name, other := range map[string]App{
@@ -90,16 +90,16 @@ func TestCheckApp(t *testing.T) {
 		"template": {Args: app.Args, TemplateDigest: "t2", Mounts: []string{"/data"}},
 		"mounts":   {Args: app.Args, TemplateDigest: "t1"},
 	} {
-		if err := m.CheckApp(other, root); !errors.Is(err, ErrForeign) {
+		if err := m.CheckApp(other, root, false); !errors.Is(err, ErrForeign) {
 			t.Errorf("%s differs: %v, want ErrForeign", name, err)
 		}
 	}
 	os.WriteFile(bin, []byte("binary-v2"), 0o755) // same size, other content
-	if err := m.CheckApp(app, root); !errors.Is(err, ErrForeign) {
+	if err := m.CheckApp(app, root, false); !errors.Is(err, ErrForeign) {
 		t.Errorf("changed binary of the same size: %v, want ErrForeign", err)
 	}
 	os.Remove(bin)
-	if err := m.CheckApp(app, root); !errors.Is(err, ErrForeign) {
+	if err := m.CheckApp(app, root, false); !errors.Is(err, ErrForeign) {
 		t.Errorf("missing binary: %v, want ErrForeign", err)
 	}
 }
@@ -110,5 +110,43 @@ func TestCPUInfo(t *testing.T) {
 	model, flags, err := cpuInfo(p)
 	if err != nil || model != "Test CPU" || len(flags) != 3 || flags[0] != "avx" {
 		t.Fatalf("cpuInfo = %q %q %v", model, flags, err)
+	}
+}
+
+func TestCheckAppStatShortcut(t *testing.T) {
+	root := t.TempDir()
+	bin := filepath.Join(root, "app")
+	if err := os.WriteFile(bin, []byte("binary-v1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, err := AppFiles(root, nil)
+	if err != nil || len(files) != 0 {
+		t.Fatalf("AppFiles without pids: %v %v", files, err)
+	}
+	d, err := DigestFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, st, err := statID(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := App{Args: []string{"/app"}}
+	// A recorded digest that does not match: only hashing can notice.
+	m := &Manifest{App: app}
+	m.App.Files = []File{{Path: "/app", Size: d.Size, SHA256: "0000", Stat: st}}
+	if err := m.CheckApp(app, root, false); err != nil {
+		t.Fatalf("unchanged file (same size and stat) was hashed: %v", err)
+	}
+	if err := m.CheckApp(app, root, true); !errors.Is(err, ErrForeign) {
+		t.Fatalf("with digests the recorded digest must decide: %v", err)
+	}
+	// Rewriting the file, even at the same size, moves its ctime: it is hashed again.
+	m.App.Files[0].SHA256 = d.SHA256
+	if err := os.WriteFile(bin, []byte("binary-v2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CheckApp(app, root, false); !errors.Is(err, ErrForeign) {
+		t.Fatalf("a same-size rewrite after the checkpoint: %v, want ErrForeign", err)
 	}
 }

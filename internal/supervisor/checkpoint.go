@@ -160,7 +160,7 @@ func (s *Supervisor) check(dir string) (*checkpoint.Manifest, error) {
 	if err := m.CheckHost(host, s.CRIUVersion); err != nil {
 		return nil, err
 	}
-	if err := m.CheckApp(s.identity(), "/"); err != nil {
+	if err := m.CheckApp(s.identity(), "/", s.Settings.RestoreVerify == "digest"); err != nil {
 		return nil, err
 	}
 	return m, nil
