@@ -1,21 +1,25 @@
 package container
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
+	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
-// GuardArg is argv[1] of a guard process (see StartGuard); main must call RunGuard for it.
-const GuardArg = "__crwrap_guard"
+// GuardArg is argv[1] of a guard process (see StartGuard). Its waiting half is a C
+// constructor (guard.c); once crwrap is gone it re-executes itself with GuardCleanupArg,
+// for which main must call RunGuard.
+const (
+	GuardArg        = "__crwrap_guard"
+	GuardCleanupArg = "__crwrap_guard_cleanup"
+)
 
-// IsGuard reports whether this process was started as a guard.
-func IsGuard() bool { return len(os.Args) > 1 && os.Args[1] == GuardArg }
+// IsGuard reports whether this process is a guard cleaning up after crwrap.
+func IsGuard() bool { return len(os.Args) > 1 && os.Args[1] == GuardCleanupArg }
 
 // StartGuard starts a small process that outlives crwrap only to clean up after it: when
 // crwrap dies without removing this container (it was killed with SIGKILL), the guard kills
@@ -35,34 +39,12 @@ func (c *Container) StartGuard() error {
 	return nil
 }
 
-// RunGuard is the guard process: args are the state root, the container id and crwrap's pid.
-// It waits for crwrap to exit, then removes the container if crwrap did not.
+// RunGuard is the guard's clean-up after crwrap exited: args are the state root and the
+// container id. It removes the container unless crwrap did, or another crwrap owns the id.
 func RunGuard(args []string) int {
-	if len(args) != 3 {
-		fmt.Fprintln(os.Stderr, "crwrap-guard: want STATE-ROOT ID PID")
+	if len(args) != 2 {
+		fmt.Fprintln(os.Stderr, "crwrap-guard: want STATE-ROOT ID")
 		return 2
-	}
-	pid, err := strconv.Atoi(args[2])
-	if err != nil || os.Getppid() != pid {
-		return 0 // crwrap is already gone (or this was not started by it): nothing to watch
-	}
-	unix.Close(0) // hold nothing of crwrap's: its pipes must close when it exits
-	unix.Close(1)
-	unix.Close(2)
-	// The guard's job starts when crwrap is gone; signals sent to a session or group must not end it.
-	signal.Ignore(unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT)
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return 1
-	}
-	for {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
-			return 1
-		}
-		if fds[0].Revents&unix.POLLIN != 0 {
-			break
-		}
 	}
 	rt := &Runtime{Root: args[0]}
 	lock, err := rt.lockID(args[1])
@@ -70,7 +52,7 @@ func RunGuard(args []string) int {
 		return 0 // another crwrap owns the id now
 	}
 	defer rt.unlockID(args[1], lock)
-	if _, err := os.Stat(rt.Root + "/" + args[1]); err != nil {
+	if _, err := os.Stat(filepath.Join(rt.Root, args[1])); err != nil {
 		return 0 // crwrap removed it itself
 	}
 	if err := rt.removeStale(args[1]); err != nil {
