@@ -101,6 +101,7 @@ func runApp(ctx context.Context, s *config.Settings, stopWhenReady bool) (int, e
 			return 1, err
 		}
 	}
+	var onPublished func()
 	if s.Mode != config.ModeRun && mountns.Entered() {
 		// CRIU's kernel probe cache lives on the checkpoint root, so that restores skip the probes.
 		kdat := criu.KdatCache{Path: filepath.Join(s.CheckpointRoot, ".crwrap", "criu-"+criuVersion+".kdat")}
@@ -108,11 +109,12 @@ func runApp(ctx context.Context, s *config.Settings, stopWhenReady bool) (int, e
 			entry.WithError(err).Warn("CRIU kernel probe cache")
 		}
 		if s.Mode == config.ModeCheckpoint {
-			defer func() {
+			// After the dump CRIU has written its cache; keep it before the pod idles.
+			onPublished = func() {
 				if err := kdat.Save(); err != nil {
 					entry.WithError(err).Debug("CRIU kernel probe cache not saved")
 				}
-			}()
+			}
 		}
 	}
 
@@ -138,6 +140,7 @@ func runApp(ctx context.Context, s *config.Settings, stopWhenReady bool) (int, e
 	sup := &supervisor.Supervisor{
 		Metrics:       m,
 		StopWhenReady: stopWhenReady,
+		OnPublished:   onPublished,
 		Settings:      s,
 		Template:      tmpl,
 		Log:           entry,

@@ -90,6 +90,9 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 	total := time.Since(begin)
 	s.Metrics.ObserveCheckpoint(total, size)
 	s.summary("checkpoint published", logrus.Fields{"checkpoint": st.Path(), "bytes": size, "total_ms": total.Milliseconds()})
+	if s.OnPublished != nil {
+		s.OnPublished()
+	}
 	w.Unlock()
 	return s.idle(ctx)
 }

@@ -63,6 +63,8 @@ type Supervisor struct {
 	// StopWhenReady makes restore stop the app with SIGTERM once it is ready and return 0
 	// (crwrap verify); a restore that cannot be done is then always an error.
 	StopWhenReady bool
+	// OnPublished, when set, is called after a new checkpoint was published.
+	OnPublished func()
 	// Metrics records what happens (nil: nothing is recorded).
 	Metrics *metrics.Metrics
 
