@@ -27,6 +27,7 @@ const (
 	KeyRestoreFallback     = "cr.restore.fallback"
 	KeyRestoreWait         = "cr.restore.wait"
 	KeyRestoreVerify       = "cr.restore.verify"
+	KeyRestoreLazy         = "cr.restore.lazy"
 	KeyCommand             = "cr.container.command"
 	KeyTemplate            = "cr.container.template"
 	KeyMounts              = "cr.container.mounts"
@@ -101,6 +102,10 @@ var keys = []keyDef{
 	}},
 	{KeyRestoreVerify, "size", func(s *Settings, v string) (err error) {
 		s.RestoreVerify, err = oneOf(v, "verification", "size", "digest")
+		return err
+	}},
+	{KeyRestoreLazy, "true", func(s *Settings, v string) (err error) {
+		s.RestoreLazy, err = boolean(v)
 		return err
 	}},
 	{KeyCommand, "", setCommand},

@@ -27,7 +27,7 @@ func TestLoadDefaults(t *testing.T) {
 	want := &Settings{
 		Mode: ModeRun, CheckpointRoot: "/cr", ReadinessInterval: 20 * time.Millisecond,
 		ReadinessTimeout: 10 * time.Minute, CheckpointRefresh: "auto", RestoreFallback: "cold",
-		RestoreVerify: "size", Command: []string{"app"}, LogFormat: "text", LogLevel: "info",
+		RestoreVerify: "size", RestoreLazy: true, Command: []string{"app"}, LogFormat: "text", LogLevel: "info",
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
@@ -72,7 +72,7 @@ other.key=ignored ${nope
 				CheckpointExit: true, CheckpointRefresh: "always",
 				Readiness:         "test -f $HOME/x && echo ${X}",
 				ReadinessInterval: 5 * time.Millisecond, ReadinessTimeout: 30 * time.Second,
-				RestoreFallback: "fail", RestoreVerify: "digest",
+				RestoreFallback: "fail", RestoreVerify: "digest", RestoreLazy: true,
 				Command:  []string{"sh", "-c", `echo "hi there"; exit 7`, "a b"},
 				Template: "/etc/crwrap/config.json.tmpl", Mounts: []string{"/data", "/var/cache/app"},
 				CRIUPath: "/opt/criu/criu", TCPEstablished: true, LogFormat: "json", LogLevel: "debug",

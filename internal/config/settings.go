@@ -42,6 +42,9 @@ type Settings struct {
 	RestoreFallback string
 	// RestoreWait is cr.restore.wait.
 	RestoreWait time.Duration
+	// RestoreLazy is cr.restore.lazy: restore memory on demand (CRIU lazy pages, userfaultfd)
+	// instead of before the app resumes.
+	RestoreLazy bool
 	// RestoreVerify is cr.restore.verify: "size" (sizes of every file) or "digest" (sha256 of every file).
 	RestoreVerify string
 

@@ -17,6 +17,8 @@ type CRIUOptions struct {
 	WorkDir string
 	// TCPEstablished lets CRIU checkpoint established TCP connections.
 	TCPEstablished bool
+	// LazyPages restores memory on demand from a running "criu lazy-pages" daemon.
+	LazyPages bool
 }
 
 func (o CRIUOptions) lib() *libcontainer.CriuOpts {
@@ -28,6 +30,7 @@ func (o CRIUOptions) lib() *libcontainer.CriuOpts {
 		// "soft": restore into the new container's own cgroups.
 		ManageCgroupsMode: "soft",
 		StatusFd:          -1,
+		LazyPages:         o.LazyPages,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,13 +83,18 @@ func (s *Supervisor) stop(a *app) (int, error) {
 
 // tryRestore finds, checks and restores the checkpoint, and waits until the app is ready.
 // On error nothing of the attempt is left.
-func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (_ *app, err error) {
+func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, error) {
 	st := s.store()
 	r, err := s.find(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	held := false // a lazy restore keeps the checkpoint held until all pages are in
+	defer func() {
+		if !held {
+			r.Close()
+		}
+	}()
 
 	t := time.Now()
 	if _, err := s.check(r.Dir); err != nil {
@@ -96,57 +102,82 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (_ *app, e
 	}
 	s.phase("verify", t, logrus.Fields{"checkpoint": r.Dir, "verify": s.Settings.RestoreVerify})
 
-	a, err := s.prepare()
+	a, lz, err := s.restoreOnce(r, s.Settings.RestoreLazy)
+	if err != nil && s.Settings.RestoreLazy && lazyFailure(err) {
+		// Lazy restore needs userfaultfd (a seccomp profile or an old kernel may lack it);
+		// memory loaded up front still beats a cold start.
+		s.Log.WithError(err).Warn("lazy restore failed; restoring with all memory loaded first")
+		a, lz, err = s.restoreOnce(r, false)
+	}
 	if err != nil {
 		return nil, err
 	}
+	if lz != nil {
+		held = true
+		go s.watchLazyPages(a, lz, r)
+	}
+	if _, err := s.waitReady(ctx, a, begin, "restore"); err != nil {
+		s.release(a)
+		return nil, err
+	}
+	// The guard is started only now: its start-up would compete for the CPU with the restored
+	// app becoming ready; until then a killed crwrap's leftovers are removed by the next start.
+	go s.guard(a)
+	s.summary("restored", logrus.Fields{"checkpoint": st.Path(), "total_ms": time.Since(begin).Milliseconds(), "lazy": lz != nil})
+	return a, nil
+}
+
+// restoreOnce prepares a container and restores the checkpoint r into it, with memory loaded
+// on demand by a lazy-pages daemon (returned) or up front. On error nothing is left.
+func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *lazyPages, err error) {
+	a, err := s.prepare()
+	if err != nil {
+		return nil, nil, err
+	}
+	var lz *lazyPages
 	defer func() {
 		if err != nil {
+			lz.stop()
 			s.release(a)
 		}
 	}()
 	if a.fs.Overlay {
 		if err := rootfs.ApplyDiff(a.fs.Upper(), filepath.Join(r.Dir, checkpoint.RootfsDiffFile), filepath.Join(r.Dir, checkpoint.DeletedFilesFile)); err != nil {
-			return a, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
+			return nil, nil, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
 		}
 	}
 
-	t = time.Now()
+	t := time.Now()
+	images := filepath.Join(r.Dir, checkpoint.ImagesDir)
 	work := filepath.Join(a.dir, "criu-restore")
+	if lazy {
+		if lz, err = s.startLazyPages(images, work); err != nil {
+			return nil, nil, err
+		}
+	}
 	release := s.Reaper.Hold()
 	c, err := s.Runtime.Restore(container.Config{ID: a.id, Spec: a.spec, Stdout: s.Stdout, Stderr: s.Stderr},
-		container.CRIUOptions{ImagesDir: filepath.Join(r.Dir, checkpoint.ImagesDir), WorkDir: work, TCPEstablished: s.Settings.TCPEstablished})
+		container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished, LazyPages: lazy})
 	if err == nil {
 		s.protect(c)
 	}
 	release()
+	keepCRIULog(work, "restore.log")
 	if err != nil {
-		keepCRIULog(work, "restore.log")
-		return a, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "restore.log")))
+		return nil, nil, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "restore.log")))
 	}
 	a.c = c
 	go s.await(a)
-	keepCRIULog(work, "restore.log")
-	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id}
-	st2, serr := readRestoreStats(work)
-	if serr == nil {
-		fields["criu_restore_ms"] = st2.RestoreTime.Milliseconds()
-		fields["criu_forking_ms"] = st2.ForkingTime.Milliseconds()
-		fields["pages_restored"] = st2.PagesRestored
-		s.Metrics.ObserveRestoreStats(st2)
+	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id, "lazy": lazy}
+	if st, err := readRestoreStats(work); err == nil {
+		fields["criu_restore_ms"] = st.RestoreTime.Milliseconds()
+		fields["criu_forking_ms"] = st.ForkingTime.Milliseconds()
+		fields["pages_restored"] = st.PagesRestored
+		s.Metrics.ObserveRestoreStats(st)
 	}
 	d := s.phase("restore", t, fields)
 	s.Metrics.ObserveRestore(d, -1)
-	r.Close() // CRIU has read everything: a new checkpoint may replace this one now
-
-	if _, err := s.waitReady(ctx, a, begin, "restore"); err != nil {
-		return a, err
-	}
-	// The guard is started only now: its start-up would compete for the CPU with the restored
-	// app becoming ready; until then a killed crwrap's leftovers are removed by the next start.
-	go s.guard(a)
-	s.summary("restored", logrus.Fields{"checkpoint": st.Path(), "total_ms": time.Since(begin).Milliseconds()})
-	return a, nil
+	return a, lz, nil
 }
 
 // find opens the checkpoint, waiting up to cr.restore.wait for it to appear.
@@ -173,4 +204,11 @@ func (s *Supervisor) find(ctx context.Context, st checkpoint.Store) (*checkpoint
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// lazyFailure tells whether a restore failed for what only lazy restores need (userfaultfd),
+// so that an eager restore may still work. Damaged images fail both ways: no second try.
+func lazyFailure(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "uffd") || strings.Contains(msg, "userfaultfd")
 }

@@ -1,7 +1,8 @@
 // Command testapp is the purpose-built checkpoint target of crwrap's root tests.
 //
 //	testapp serve ADDR [flags]   HTTP server: /ready (after -warmup), /value (a random value drawn
-//	                             at warm-up), /file?path=P (reads P now), /echo?msg=M (prints M
+//	                             at warm-up), /heap (is the heap what warm-up wrote: "intact=true"),
+//	                             /file?path=P (reads P now), /echo?msg=M (prints M
 //	                             to stdout and stderr), /counter (increments in memory)
 //	testapp signals              prints "ready", then "got <SIGNAME>" for each signal; exits
 //	                             with 10+signo after SIGTERM
@@ -16,6 +17,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -60,7 +62,18 @@ func main() {
 	}
 }
 
-var heap [][]byte
+var (
+	heap   [][]byte
+	digest string // of heap, at the end of the warm-up
+)
+
+func heapDigest() string {
+	h := sha256.New()
+	for _, b := range heap {
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 func serve(args []string) {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
@@ -89,6 +102,14 @@ func serve(args []string) {
 		fmt.Fprintln(rw, "ready")
 	})
 	mux.HandleFunc("/value", func(rw http.ResponseWriter, r *http.Request) { fmt.Fprint(rw, value) })
+	mux.HandleFunc("/heap", func(rw http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(rw, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		d := heapDigest()
+		fmt.Fprintf(rw, "%d MiB intact=%t", len(heap), d == digest)
+	})
 	mux.HandleFunc("/counter", func(rw http.ResponseWriter, r *http.Request) { fmt.Fprint(rw, counter.Add(1)) })
 	mux.HandleFunc("/file", func(rw http.ResponseWriter, r *http.Request) {
 		b, err := os.ReadFile(r.URL.Query().Get("path"))
@@ -114,6 +135,7 @@ func serve(args []string) {
 		rand.Read(b)
 		heap = append(heap, b)
 	}
+	digest = heapDigest()
 	v := make([]byte, 16)
 	rand.Read(v)
 	value = hex.EncodeToString(v)
