@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
 )
@@ -39,6 +40,9 @@ func (s *Supervisor) startLazyPages(images, work string) (*lazyPages, error) {
 	err := lz.cmd.Start()
 	if err == nil {
 		s.Reaper.Protect(lz.cmd.Process.Pid)
+		// Faults of the app are few and served first; the background copy of all other pages
+		// must not take the CPU from the app, or from other restores on the node.
+		_ = unix.Setpriority(unix.PRIO_PROCESS, lz.cmd.Process.Pid, 10)
 	}
 	release()
 	if err != nil {
