@@ -32,7 +32,8 @@ func TestQuickBench(t *testing.T) {
 	}
 	positive("16 MiB", res.Sizes[0].Med,
 		"cold_ms", "cold_logged_ms", "ckpt_ms", "ckpt_dump_ms", "ckpt_total_ms", "size_mb",
-		"restore_ms", "restore_logged_ms", "r_restore_ms", "criu_restore_ms", "criu_log_total_ms")
+		"restore_ms", "restore_logged_ms", "r_restore_ms", "criu_restore_ms", "criu_log_total_ms",
+		"eager_restore_ms", "eager_criu_restore_ms")
 	if _, ok := res.Sizes[0].Med["overhead_ms"]; !ok {
 		t.Error("no crwrap overhead figure")
 	}

@@ -48,6 +48,26 @@ func Report(w io.Writer, r *Results) {
 	fmt.Fprintln(w, "  checkpoint = crwrap's identify+dump+write+publish phases (after the app was ready); crwrap overhead = restore (outside) - CRIU restore (stats-restore restore_time)")
 	fmt.Fprintln(w)
 
+	fmt.Fprintln(w, "Lazy (default) vs eager restore (cr.restore.lazy=false), same run (ms)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "M MiB	lazy restore	lazy/cold	eager restore	eager CRIU restore	eager overhead	eager/cold	")
+	for _, s := range r.Sizes {
+		lz, ea, eo := "-", "-", "-"
+		if s.Med["cold_ms"] > 0 && s.Med["restore_ms"] > 0 {
+			lz = fmt.Sprintf("1/%.1f", s.Med["cold_ms"]/s.Med["restore_ms"])
+		}
+		if s.Med["cold_ms"] > 0 && s.Med["eager_restore_ms"] > 0 {
+			ea = fmt.Sprintf("1/%.1f", s.Med["cold_ms"]/s.Med["eager_restore_ms"])
+		}
+		if s.Med["eager_restore_ms"] > 0 && s.Med["eager_criu_restore_ms"] > 0 {
+			eo = fmt.Sprintf("%.0f", s.Med["eager_restore_ms"]-s.Med["eager_criu_restore_ms"])
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.MiB, get(s.Med, "restore_ms"), lz,
+			get(s.Med, "eager_restore_ms"), get(s.Med, "eager_criu_restore_ms"), eo, ea)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
 	fmt.Fprintln(w, "Checkpoint (ms): crwrap phases, CRIU dump statistics")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "M MiB\tidentify\tdump\twrite\tpublish\tsum\tready->exit\tCRIU freezing\tfrozen\tmemdump\tmemwrite\tpages\t")

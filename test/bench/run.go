@@ -211,6 +211,11 @@ func Run(cfg Config) (*Results, error) {
 				finish()
 				return res, fmt.Errorf("restore, %d MiB: %w", m, err)
 			}
+			b.logf("rep %d/%d, %d MiB: eager restore (cr.restore.lazy=false)", rep, cfg.Reps, m)
+			if err := b.eagerRestore(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("eager restore, %d MiB: %w", m, err)
+			}
 		}
 	}
 	finish()
@@ -444,6 +449,35 @@ func (b *bench) restore(mib int, s Samples) error {
 	}
 	if code := p.stop(30 * time.Second); code != 0 {
 		return fmt.Errorf("crwrap restore exited %d after SIGTERM\n%s", code, p.tail())
+	}
+	return nil
+}
+
+// eagerRestore: crwrap restore with all memory loaded before the app resumes
+// (cr.restore.lazy=false), side by side with the default lazy restore.
+func (b *bench) eagerRestore(mib int, s Samples) error {
+	args, err := b.crwrapArgs("restore", mib)
+	if err != nil {
+		return err
+	}
+	args = append([]string{args[0], "--set", "cr.restore.lazy=false"}, args[1:]...)
+	p, err := startCrwrap("", args...)
+	if err != nil {
+		return err
+	}
+	defer p.stop(30 * time.Second)
+	at, err := pollReady(p, "", b.addr(), b.cfg.Poll, b.timeout(mib))
+	if err != nil {
+		return err
+	}
+	if _, err := p.waitPhase("summary", 30*time.Second); err != nil {
+		return err
+	}
+	s.add("eager_restore_ms", ms(at.Sub(p.started)))
+	if rst, ok := p.phase("restore"); ok {
+		if v, ok := rst.num("criu_restore_ms"); ok {
+			s.add("eager_criu_restore_ms", v)
+		}
 	}
 	return nil
 }
