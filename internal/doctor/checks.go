@@ -32,6 +32,7 @@ var checks = []check{
 	{"criu", checkCRIU},
 	{"criu version", checkCRIUVersion},
 	{"criu check", checkCRIUCheck},
+	{"lazy restore", checkLazy},
 	{"tools", checkTools},
 	{"kdat cache", checkKdat},
 	{"seccomp", checkSeccomp},
@@ -444,6 +445,20 @@ func checkCRIUCheck(ctx context.Context, e *env) Result {
 		detail += " (" + strings.Join(warns, "; ") + ")"
 	}
 	return Result{Status: OK, Detail: detail}
+}
+
+// checkLazy: restores are lazy by default (cr.restore.lazy); they need userfaultfd with
+// non-cooperative events. Without it crwrap restores eagerly, so this only warns.
+func checkLazy(ctx context.Context, e *env) Result {
+	if e.criuArgv == nil {
+		return Result{Status: Warn, Detail: "not run: no CRIU"}
+	}
+	out, err := e.runCRIU(ctx, "check", "--feature", "uffd-noncoop")
+	if err != nil || !strings.Contains(string(out), "is supported") {
+		return Result{Status: Warn, Detail: "userfaultfd (uffd-noncoop) unavailable: " + tail(out, 2),
+			Hint: "restores load all memory before the app resumes (slower for large heaps); allow userfaultfd (seccomp) or set cr.restore.lazy=false to say so"}
+	}
+	return Result{Status: OK, Detail: "userfaultfd available: memory is restored on demand (cr.restore.lazy)"}
 }
 
 // locate finds a program CRIU executes: in the bundle when there is one, else on PATH.

@@ -60,6 +60,7 @@ type host struct {
 	checkOut    string
 	checkErr    error
 	noBundle    bool
+	noUffd      bool
 	onPath      map[string]bool
 }
 
@@ -112,6 +113,11 @@ func (h *host) build(t *testing.T) (Options, *[][]string) {
 				return []byte(h.criuVersion), nil
 			case "check":
 				return []byte(h.checkOut), h.checkErr
+			case "uffd-noncoop":
+				if h.noUffd {
+					return []byte("uffd-noncoop is not supported\n"), errors.New("exit status 1")
+				}
+				return []byte("uffd-noncoop is supported\n"), nil
 			}
 			return nil, errors.New("unexpected command")
 		},
@@ -180,6 +186,7 @@ func TestHealthyHost(t *testing.T) {
 		"network lock: iptables-restore (bundled usr/sbin/xtables-nft-multi)",
 		"ok   freezer: v2 cgroup.freeze",
 		"ok   kdat cache: /run is tmpfs",
+		"ok   lazy restore: userfaultfd available",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -248,6 +255,8 @@ func TestChecks(t *testing.T) {
 			h.noBundle = true
 			h.onPath = map[string]bool{"criu": true, "tar": true, "gzip": true, "nft": true}
 		}, "tools", Warn, "nft (/usr/bin/nft) needs --network-lock nftables", true},
+		{"no userfaultfd", func(h *host) { h.noUffd = true },
+			"lazy restore", Warn, "userfaultfd (uffd-noncoop) unavailable", true},
 		{"run not tmpfs", func(h *host) { h.files["/proc/self/mountinfo"] = mountsHybrid },
 			"kdat cache", OK, "crwrap gives CRIU a private tmpfs", true},
 		{"seccomp filter", func(h *host) {
