@@ -52,6 +52,7 @@ func (s *Supervisor) startLazyPages(images, work string) (*lazyPages, error) {
 		err := lz.cmd.Wait()
 		s.Reaper.Unprotect(lz.cmd.Process.Pid)
 		if err != nil {
+			keepCRIULog(work, "lazy-pages.log")
 			lz.err = fmt.Errorf("CRIU lazy-pages: %w%s", err, criuLogTail(filepath.Join(work, "lazy-pages.log")))
 		}
 		close(lz.done)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -103,9 +102,10 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	s.phase("verify", t, logrus.Fields{"checkpoint": r.Dir, "verify": s.Settings.RestoreVerify})
 
 	a, lz, err := s.restoreOnce(r, s.Settings.RestoreLazy)
-	if err != nil && s.Settings.RestoreLazy && lazyFailure(err) {
-		// Lazy restore needs userfaultfd (a seccomp profile or an old kernel may lack it);
-		// memory loaded up front still beats a cold start.
+	if err != nil && s.Settings.RestoreLazy {
+		// Lazy restore needs userfaultfd and CRIU's lazy-pages daemon (a seccomp profile, an
+		// old kernel or missing privileges can stand in the way); memory loaded up front still
+		// beats a cold start. A damaged checkpoint fails this second try too.
 		s.Log.WithError(err).Warn("lazy restore failed; restoring with all memory loaded first")
 		a, lz, err = s.restoreOnce(r, false)
 	}
@@ -204,11 +204,4 @@ func (s *Supervisor) find(ctx context.Context, st checkpoint.Store) (*checkpoint
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// lazyFailure tells whether a restore failed for what only lazy restores need (userfaultfd),
-// so that an eager restore may still work. Damaged images fail both ways: no second try.
-func lazyFailure(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "uffd") || strings.Contains(msg, "userfaultfd")
 }
