@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +38,9 @@ func (s *Supervisor) startLazyPages(images, work string) (*lazyPages, error) {
 	lz := &lazyPages{work: work, start: time.Now(), done: make(chan struct{})}
 	lz.cmd = exec.Command("criu", "lazy-pages", "--images-dir", images, "--work-dir", work,
 		"--log-file", "lazy-pages.log", "-v4")
+	// CRIU prints some refusals (missing capabilities) on its stdout, not in its log.
+	out := &tailBuffer{max: 2048}
+	lz.cmd.Stdout, lz.cmd.Stderr = out, out
 	release := s.Reaper.Hold()
 	err := lz.cmd.Start()
 	if err == nil {
@@ -53,7 +58,7 @@ func (s *Supervisor) startLazyPages(images, work string) (*lazyPages, error) {
 		s.Reaper.Unprotect(lz.cmd.Process.Pid)
 		if err != nil {
 			keepCRIULog(work, "lazy-pages.log")
-			lz.err = fmt.Errorf("CRIU lazy-pages: %w%s", err, criuLogTail(filepath.Join(work, "lazy-pages.log")))
+			lz.err = fmt.Errorf("CRIU lazy-pages: %w: %s%s", err, strings.TrimSpace(out.String()), criuLogTail(filepath.Join(work, "lazy-pages.log")))
 		}
 		close(lz.done)
 	}()
@@ -104,4 +109,27 @@ func (s *Supervisor) watchLazyPages(a *app, lz *lazyPages, r *checkpoint.Reader)
 	}
 	s.Log.WithFields(logrus.Fields{"phase": "lazy-pages", "duration_ms": time.Since(lz.start).Milliseconds()}).
 		Info("lazy restore: all memory loaded")
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
