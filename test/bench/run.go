@@ -273,27 +273,39 @@ func Run(cfg Config) (*Results, error) {
 	return res, nil
 }
 
+// startReady starts crwrap with args, polls /ready from outside and waits for crwrap's log
+// line of phase; it returns the process (the caller stops it) and the outside time-to-ready.
+func (b *bench) startReady(mib int, phase string, args []string) (*proc, event, float64, error) {
+	p, err := startCrwrap("", args...)
+	if err != nil {
+		return nil, event{}, 0, err
+	}
+	at, err := pollReady(p, "", b.addr(), b.cfg.Poll, b.timeout(mib))
+	if err != nil {
+		p.stop(30 * time.Second)
+		return nil, event{}, 0, err
+	}
+	e, err := p.waitPhase(phase, 30*time.Second)
+	if err != nil {
+		p.stop(30 * time.Second)
+		return nil, event{}, 0, err
+	}
+	return p, e, ms(at.Sub(p.started)), nil
+}
+
 // cold: crwrap run, time until /ready answers.
 func (b *bench) cold(mib int, s Samples) error {
 	args, err := b.crwrapArgs("run", mib)
 	if err != nil {
 		return err
 	}
-	p, err := startCrwrap("", args...)
+	p, e, outside, err := b.startReady(mib, "ready", args)
 	if err != nil {
 		return err
 	}
 	defer p.stop(30 * time.Second)
-	at, err := pollReady(p, "", b.addr(), b.cfg.Poll, b.timeout(mib))
-	if err != nil {
-		return err
-	}
-	e, err := p.waitPhase("ready", 30*time.Second)
-	if err != nil {
-		return err
-	}
 	logged, _ := e.num("time_to_ready_ms")
-	s.add("cold_ms", ms(at.Sub(p.started)))
+	s.add("cold_ms", outside)
 	s.add("cold_logged_ms", logged)
 	s.add("cold_start_phase_ms", p.phaseMS("start"))
 	if code := p.stop(30 * time.Second); code != 0 {
@@ -398,21 +410,13 @@ func (b *bench) restore(mib int, s Samples) error {
 	if err != nil {
 		return err
 	}
-	p, err := startCrwrap("", args...)
+	p, _, outside, err := b.startReady(mib, "summary", args)
 	if err != nil {
 		return err
 	}
 	defer p.stop(30 * time.Second)
-	at, err := pollReady(p, "", b.addr(), b.cfg.Poll, b.timeout(mib))
-	if err != nil {
-		return err
-	}
-	if _, err := p.waitPhase("summary", 30*time.Second); err != nil {
-		return err
-	}
 	ready, _ := p.phase("ready")
 	logged, _ := ready.num("time_to_ready_ms")
-	outside := ms(at.Sub(p.started))
 	s.add("restore_ms", outside)
 	s.add("restore_logged_ms", logged)
 	s.add("restore_before_ms", outside-logged) // crwrap start-up, before its restore clock starts
@@ -461,19 +465,12 @@ func (b *bench) eagerRestore(mib int, s Samples) error {
 		return err
 	}
 	args = append([]string{args[0], "--set", "cr.restore.lazy=false"}, args[1:]...)
-	p, err := startCrwrap("", args...)
+	p, _, outside, err := b.startReady(mib, "summary", args)
 	if err != nil {
 		return err
 	}
 	defer p.stop(30 * time.Second)
-	at, err := pollReady(p, "", b.addr(), b.cfg.Poll, b.timeout(mib))
-	if err != nil {
-		return err
-	}
-	if _, err := p.waitPhase("summary", 30*time.Second); err != nil {
-		return err
-	}
-	s.add("eager_restore_ms", ms(at.Sub(p.started)))
+	s.add("eager_restore_ms", outside)
 	if rst, ok := p.phase("restore"); ok {
 		if v, ok := rst.num("criu_restore_ms"); ok {
 			s.add("eager_criu_restore_ms", v)
