@@ -7,6 +7,9 @@
 #                     shared-library closure, each at its path in a Debian testing (forky) root
 #   OUT_DIR/bin/      criu, tar, gzip, iptables*, ip6tables*, nft -> ../../bin/crwrap (multi-call:
 #                     crwrap execs ROOT/lib64/ld-linux-x86-64.so.2 --library-path ... ROOT/<tool>)
+#
+# Which programs, packages and names: tools.sh next to this script, generated from
+# internal/criu/tools.go (`go generate ./internal/criu`).
 #   OUT_DIR/VERSION   CRIU's version as the bundled criu reports it (must be >= 4.2)
 #
 # CRIU >= 4.2 is needed on kernels >= 6.16 and only Debian testing has it; its packages need a
@@ -25,9 +28,11 @@ OUT=$1
 CACHE=${2:-build/cache/forky-root}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=forky
-PACKAGES=criu,iptables,tar,gzip,nftables
 MIN_MAJOR=4 MIN_MINOR=2
-TRIPLET=x86_64-linux-gnu
+# shellcheck source=images/criu/tools.sh
+. "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
+read -ra PROGRAMS <<<"$BUNDLE_PROGRAMS"
+read -ra LIBDIRS <<<"$BUNDLE_LIBDIRS"
 
 # Make SIGINT/SIGTERM run the EXIT traps that remove temporary directories.
 trap 'exit 130' INT
@@ -48,9 +53,9 @@ MARKER=.crwrap-root-complete
 root_complete() {
 	local d=$1
 	[ -f "$d/$MARKER" ] && return 0
-	[ -x "$d/usr/sbin/criu" ] && [ -x "$d/usr/bin/tar" ] && [ -e "$d/usr/sbin/xtables-nft-multi" ] &&
-		[ -e "$d/usr/sbin/nft" ] && [ ! -e "$d/debootstrap" ] &&
-		grep -q '^Package: criu$' "$d/var/lib/dpkg/status" 2>/dev/null
+	local p
+	for p in "${PROGRAMS[@]}"; do [ -x "$d/$p" ] || return 1; done
+	[ ! -e "$d/debootstrap" ] && grep -q '^Package: criu$' "$d/var/lib/dpkg/status" 2>/dev/null
 }
 
 ensure_debootstrap() {
@@ -77,13 +82,13 @@ else
 	tmp=$(mktemp -d "$CACHE.tmp.XXXXXX")
 	trap 'rm -rf --one-file-system "$tmp"' EXIT
 	log "debootstrap $SUITE into $tmp (about 30 s)"
-	debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$tmp" "$MIRROR" \
+	debootstrap --variant=minbase --include="${BUNDLE_PACKAGES// /,}" "$SUITE" "$tmp" "$MIRROR" \
 		/usr/share/debootstrap/scripts/sid >"$tmp.log" 2>&1 || {
 		tail -20 "$tmp.log" >&2
 		die "debootstrap failed (log: $tmp.log)"
 	}
 	rm -f "$tmp.log"
-	root_complete "$tmp" || die "debootstrap finished but the root lacks criu/tar/iptables/nft"
+	root_complete "$tmp" || die "debootstrap finished but the root lacks one of $BUNDLE_PROGRAMS"
 	date -u +%FT%TZ >"$tmp/$MARKER"
 	chmod 755 "$tmp"
 	mv -T "$tmp" "$CACHE"
@@ -91,8 +96,10 @@ else
 fi
 
 ROOT=$CACHE
-LOADER_REL=lib64/ld-linux-x86-64.so.2
-LIBPATH="$ROOT/usr/lib/$TRIPLET:$ROOT/lib/$TRIPLET"
+LOADER_REL=$BUNDLE_LOADER
+# libpath DIR: the loader's --library-path for the root at DIR.
+libpath() { local d out=(); for d in "${LIBDIRS[@]}"; do out+=("$1/$d"); done; (IFS=:; echo "${out[*]}"); }
+LIBPATH=$(libpath "$ROOT")
 
 # --- copying paths out of the root, symlinks and all --------------------------------------------
 
@@ -147,29 +154,20 @@ needed() {
 		done
 }
 
-# Tools CRIU executes through PATH: tar (tmpfs contents, with --gzip, so gzip too),
-# iptables-restore/ip6tables-restore (network lock; nft backend by default, legacy kept for hosts
-# without nf_tables) and nft. CRIU itself links libnftables for --network-lock nftables.
-TOOLS=(
-	usr/sbin/criu
-	usr/bin/tar
-	usr/bin/gzip
-	usr/sbin/xtables-nft-multi
-	usr/sbin/xtables-legacy-multi
-	usr/sbin/nft
-)
+# The programs (tools.sh): criu and the tools CRIU executes through PATH (tar, gzip, iptables in
+# both backends, nft). CRIU itself links libnftables for --network-lock nftables.
 # iptables loads its matches and targets (-m mark, -j DROP ...) with dlopen at run time.
-XT_DIR=usr/lib/$TRIPLET/xtables
+XT_DIR=$BUNDLE_XTABLES_LIBDIR
 
 add "$LOADER_REL"
 # Keep the merged-/usr top-level links (lib -> usr/lib ...) so root/lib/<triplet> works too.
 for l in lib bin sbin; do [ -L "$ROOT/$l" ] && cp -P "$ROOT/$l" "$SROOT/$l"; done
-for t in "${TOOLS[@]}"; do add "$t"; done
+for t in "${PROGRAMS[@]}"; do add "$t"; done
 mapfile -t xt < <(cd "$ROOT" && ls "$XT_DIR"/*.so)
 for x in "${xt[@]}"; do add "$x"; done
 
 mapfile -t libs < <(
-	for t in "${TOOLS[@]}"; do needed "$ROOT/$t"; done
+	for t in "${PROGRAMS[@]}"; do needed "$ROOT/$t"; done
 	for x in "${xt[@]}"; do needed "$ROOT/$x"; done
 )
 [ ${#libs[@]} -gt 0 ] || die "no shared libraries found for criu (loader --list failed?)"
@@ -178,7 +176,7 @@ for l in $(printf '%s\n' "${libs[@]}" | sort -u); do add "$l"; done
 # Closure check: every ELF file in the stage resolves all its libraries inside the stage.
 while IFS= read -r -d '' f; do
 	head -c4 "$f" | grep -q $'\x7fELF' || continue
-	out=$("$SROOT/$LOADER_REL" --library-path "$SROOT/usr/lib/$TRIPLET:$SROOT/lib/$TRIPLET" --list "$f" 2>&1) ||
+	out=$("$SROOT/$LOADER_REL" --library-path "$(libpath "$SROOT")" --list "$f" 2>&1) ||
 		[[ $f == */ld-linux-x86-64.so.2 ]] || die "loader --list $f: $out"
 	if grep -q 'not found' <<<"$out"; then die "$f: missing libraries: $(grep 'not found' <<<"$out")"; fi
 	if grep -F "$ROOT/" <<<"$out" >/dev/null; then die "$f resolves libraries outside the bundle"; fi
@@ -187,12 +185,12 @@ done < <(find "$SROOT" -type f -print0)
 # --- bin/ (multi-call links to crwrap) and VERSION ----------------------------------------------
 
 mkdir -p "$STAGE/bin"
-for n in criu tar gzip iptables-restore ip6tables-restore iptables ip6tables iptables-save \
-	ip6tables-save nft; do
+read -ra names <<<"$BUNDLE_TOOLS"
+for n in "${names[@]}"; do
 	ln -s ../../bin/crwrap "$STAGE/bin/$n"
 done
 
-ver_out=$("$SROOT/$LOADER_REL" --library-path "$SROOT/usr/lib/$TRIPLET" --argv0 criu \
+ver_out=$("$SROOT/$LOADER_REL" --library-path "$(libpath "$SROOT")" --argv0 criu \
 	"$SROOT/usr/sbin/criu" --version) || die "bundled criu --version failed: $ver_out"
 version=$(sed -n 's/^Version: *\([0-9][0-9.]*\).*/\1/p' <<<"$ver_out" | head -1)
 [ -n "$version" ] || die "cannot parse criu --version output: $ver_out"

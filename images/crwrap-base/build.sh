@@ -4,7 +4,7 @@
 #   - the base images are the local ones of images/base/make.sh (crwrap-local/golang:1.26 and
 #     crwrap-local/debian:testing), made first; set GO_IMAGE/CRIU_IMAGE to use others;
 #   - the build context is staged in build/context/crwrap-base with only what the build reads
-#     (go.mod, go.sum, cmd/, internal/, templates/, images/criu/bundle.sh) and a file:// Go module
+#     (go.mod, go.sum, cmd/, internal/, templates/, images/criu/) and a file:// Go module
 #     proxy made from this host's module cache, so no module is downloaded inside the build
 #     (the public proxy stays behind it as a fallback).
 # Environment: GO_IMAGE, CRIU_IMAGE, VERSION, DOCKER_BUILD_FLAGS (extra flags, e.g. --network host).
@@ -26,7 +26,7 @@ mkdir -p "$ctx/images/criu" "$ctx/.goproxy"
 cp go.mod go.sum "$ctx/"
 cp -r cmd internal templates "$ctx/"
 mkdir -p "$ctx/images/crwrap-base"
-cp images/criu/bundle.sh "$ctx/images/criu/"
+cp images/criu/bundle.sh images/criu/tools.sh "$ctx/images/criu/"
 cp images/crwrap-base/Dockerfile "$ctx/images/crwrap-base/"
 find "$ctx" -name '*_test.go' -delete
 

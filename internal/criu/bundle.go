@@ -79,7 +79,7 @@ func OpenBundle(dir string) (*Bundle, error) {
 		return nil, fmt.Errorf("open CRIU bundle %s: %w", dir, err)
 	}
 	b := &Bundle{Dir: resolved, BinDir: filepath.Join(resolved, binDir)}
-	for _, p := range []string{b.Loader(), filepath.Join(b.Root(), toolPaths["criu"][0])} {
+	for _, p := range []string{b.Loader(), filepath.Join(b.Root(), criuPath)} {
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, fmt.Errorf("open CRIU bundle %s: %w (%v)", dir, ErrNoBundle, err)

@@ -13,50 +13,36 @@ import (
 // "legacy" (hosts whose kernel lacks nf_tables but has ip_tables).
 const XtablesEnv = "CRWRAP_XTABLES"
 
-// toolPaths maps each multi-call name to candidate programs under root/, first present wins.
-var toolPaths = map[string][]string{
-	"criu":              {"usr/sbin/criu"},
-	"tar":               {"usr/bin/tar"},
-	"gzip":              {"usr/bin/gzip"},
-	"nft":               {"usr/sbin/nft"},
-	"iptables":          xtables,
-	"iptables-restore":  xtables,
-	"iptables-save":     xtables,
-	"ip6tables":         xtables,
-	"ip6tables-restore": xtables,
-	"ip6tables-save":    xtables,
-}
-
-var xtables = []string{"usr/sbin/xtables-nft-multi", "usr/sbin/xtables-legacy-multi"}
-
 // Tools returns the names crwrap answers to as a multi-call binary.
 func Tools() []string {
-	names := make([]string, 0, len(toolPaths))
-	for n := range toolPaths {
-		names = append(names, n)
+	names := make([]string, len(bundledTools))
+	for i, t := range bundledTools {
+		names[i] = t.Name
 	}
 	return names
 }
 
 // IsTool reports whether name (a base name) is one of the bundled programs.
 func IsTool(name string) bool {
-	_, ok := toolPaths[name]
+	_, ok := lookupTool(name)
 	return ok
 }
 
 func isXtables(name string) bool {
-	return strings.HasPrefix(name, "iptables") || strings.HasPrefix(name, "ip6tables")
+	t, ok := lookupTool(name)
+	return ok && t.Xtables
 }
 
 // ToolPath returns the absolute path, under the bundle's root, of the program that serves the
 // multi-call name tool, honouring CRWRAP_XTABLES for the iptables names.
 func (b *Bundle) ToolPath(tool string) (string, error) {
-	cands, ok := toolPaths[tool]
+	t, ok := lookupTool(tool)
 	if !ok {
 		return "", fmt.Errorf("%s: not a bundled tool", tool)
 	}
-	if isXtables(tool) && os.Getenv(XtablesEnv) == "legacy" {
-		cands = []string{"usr/sbin/xtables-legacy-multi"}
+	cands := t.Paths
+	if t.Xtables && os.Getenv(XtablesEnv) == "legacy" {
+		cands = []string{XtablesLegacy}
 	}
 	for _, c := range cands {
 		p := filepath.Join(b.Root(), c)

@@ -93,6 +93,14 @@ func TestOpenBundleAndArgv(t *testing.T) {
 	if argv[5] != filepath.Join(b.Root(), "usr/sbin/xtables-legacy-multi") {
 		t.Fatalf("legacy Argv = %q", argv)
 	}
+	if err := os.Remove(filepath.Join(b.Root(), "usr/sbin/xtables-nft-multi")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(XtablesEnv, "")
+	argv, _ = b.Argv("ip6tables-save")
+	if argv[5] != filepath.Join(b.Root(), "usr/sbin/xtables-legacy-multi") {
+		t.Fatalf("Argv without xtables-nft-multi = %q", argv)
+	}
 	if _, err := b.Argv("nft"); !errors.Is(err, ErrNoBundle) {
 		t.Fatalf("Argv(nft) on a bundle without nft: %v", err)
 	}

@@ -7,37 +7,42 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Keep in step with toolPaths in internal/criu/dispatch.go and bundle.go. */
-#define XT_NFT "usr/sbin/xtables-nft-multi"
-#define XT_LEGACY "usr/sbin/xtables-legacy-multi"
-static const struct {
-	const char *name, *path;
-} tools[] = {
-	{"criu", "usr/sbin/criu"}, {"tar", "usr/bin/tar"}, {"gzip", "usr/bin/gzip"}, {"nft", "usr/sbin/nft"},
-	{"iptables", XT_NFT}, {"iptables-restore", XT_NFT}, {"iptables-save", XT_NFT},
-	{"ip6tables", XT_NFT}, {"ip6tables-restore", XT_NFT}, {"ip6tables-save", XT_NFT},
-	{NULL, NULL},
-};
+/* The table and the bundle's layout: generated from internal/criu/tools.go (go generate). */
+#include "tools.h"
+
+/* pick sets prog to root/<first present candidate>; 0 when none is. */
+static int pick(char *prog, size_t size, const char *root, const char *const *paths)
+{
+	for (; *paths; paths++) {
+		int n = snprintf(prog, size, "%s/%s", root, *paths);
+		if (n > 0 && n < (int)size && !access(prog, X_OK))
+			return 1;
+	}
+	return 0;
+}
 
 void crwrap_multicall(int argc, char **argv)
 {
 	char exe[PATH_MAX], root[PATH_MAX / 2], prog[PATH_MAX], loader[PATH_MAX], libs[PATH_MAX + 128];
-	const char *base, *path = NULL, *bundle;
+	static const char *const legacy[] = {CRWRAP_XTABLES_LEGACY, NULL};
+	const struct crwrap_tool *tool = NULL;
+	const char *base, *bundle, *const *paths;
 	char **nargv;
-	int i, n, xt;
+	size_t off;
+	int i, n;
 
 	if (argc < 1 || !argv[0])
 		return;
 	base = strrchr(argv[0], '/');
 	base = base ? base + 1 : argv[0];
-	for (i = 0; tools[i].name; i++)
-		if (!strcmp(base, tools[i].name))
-			path = tools[i].path;
-	if (!path)
+	for (i = 0; crwrap_tools[i].name; i++)
+		if (!strcmp(base, crwrap_tools[i].name))
+			tool = &crwrap_tools[i];
+	if (!tool)
 		return;
-	xt = !strncmp(base, "iptables", 8) || !strncmp(base, "ip6tables", 9);
-	if (xt && getenv("CRWRAP_XTABLES") && !strcmp(getenv("CRWRAP_XTABLES"), "legacy"))
-		path = XT_LEGACY;
+	paths = tool->paths;
+	if (tool->xtables && getenv("CRWRAP_XTABLES") && !strcmp(getenv("CRWRAP_XTABLES"), "legacy"))
+		paths = legacy;
 
 	bundle = getenv("CRWRAP_CRIU_BUNDLE");
 	if (bundle && *bundle) {
@@ -59,14 +64,18 @@ void crwrap_multicall(int argc, char **argv)
 	}
 	if (n <= 0 || n >= (int)sizeof(root))
 		return;
-	snprintf(prog, sizeof(prog), "%s/%s", root, path);
-	snprintf(loader, sizeof(loader), "%s/lib64/ld-linux-x86-64.so.2", root);
-	snprintf(libs, sizeof(libs), "%s/lib/x86_64-linux-gnu:%s/usr/lib/x86_64-linux-gnu", root, root);
-	if (access(prog, X_OK) || access(loader, X_OK))
+	snprintf(loader, sizeof(loader), "%s/%s", root, CRWRAP_LOADER);
+	if (!pick(prog, sizeof(prog), root, paths) || access(loader, X_OK))
 		return; /* let the Go side say what is missing */
-	if (xt) {
+	for (i = 0, off = 0; crwrap_libdirs[i]; i++) {
+		n = snprintf(libs + off, sizeof(libs) - off, "%s%s/%s", i ? ":" : "", root, crwrap_libdirs[i]);
+		if (n <= 0 || (size_t)n >= sizeof(libs) - off)
+			return;
+		off += n;
+	}
+	if (tool->xtables) {
 		char xtl[PATH_MAX];
-		snprintf(xtl, sizeof(xtl), "%s/usr/lib/x86_64-linux-gnu/xtables", root);
+		snprintf(xtl, sizeof(xtl), "%s/%s", root, CRWRAP_XTABLES_LIBDIR);
 		setenv("XTABLES_LIBDIR", xtl, 1);
 	}
 	nargv = calloc(argc + 7, sizeof(char *));
