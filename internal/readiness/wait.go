@@ -42,11 +42,8 @@ func Wait(ctx context.Context, p Probe, interval, timeout time.Duration, opts ..
 	if interval <= 0 {
 		interval = DefaultInterval
 	}
-	start := time.Now()
-	var res Result
-
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	w := newWaiter(ctx, p, interval, o)
+	defer w.close()
 
 	// A timer rather than a context deadline, so that a deadline of the caller's ctx is not
 	// mistaken for ours.
@@ -57,99 +54,160 @@ func Wait(ctx context.Context, p Probe, interval, timeout time.Duration, opts ..
 		expired = t.C
 	}
 
-	done := make(chan outcome, o.concurrency) // never more sends outstanding than slots
-	var wg sync.WaitGroup
-	tick := time.NewTimer(interval)
-	defer tick.Stop()
-	inFlight, due := 0, false
-
-	launch := func() {
-		res.Attempts++
-		inFlight++
-		tick.Reset(interval)
-		n := res.Attempts
-		wg.Go(func() {
-			actx, acancel := context.WithTimeout(runCtx, o.attemptTimeout)
-			defer acancel()
-			done <- outcome{n: n, err: p.Check(actx)}
-		})
-	}
-	var lastLogged string
-	fail := func(out outcome) {
-		res.LastErr = out.err
-		if o.log != nil && out.err.Error() != lastLogged {
-			lastLogged = out.err.Error()
-			o.log.WithField("attempt", out.n).Debugf("not ready: %v", out.err)
-		}
-	}
-	// stop ends every running attempt and reports whether one of them succeeded meanwhile.
-	stop := func() (ready bool) {
-		cancel()
-		wg.Wait()
-		for {
-			select {
-			case out := <-done:
-				if out.err == nil {
-					ready = true
-				} else if res.LastErr == nil {
-					res.LastErr = out.err
-				}
-			default:
-				return ready
-			}
-		}
-	}
-	ready := func(elapsed time.Duration) (Result, error) {
-		res.LastErr = nil
-		res.Elapsed = elapsed
-		return res, nil
-	}
-
 	select {
 	case <-o.abort:
-		res.Elapsed = time.Since(start)
-		return res, fmt.Errorf("%w before the first attempt of %s", ErrAborted, p)
+		return w.abortedBeforeStart()
 	default:
 	}
-	launch()
+	w.launch()
 	for {
 		select {
-		case <-tick.C:
-			if inFlight < o.concurrency {
-				launch()
-			} else {
-				due = true
-			}
-		case out := <-done:
-			inFlight--
+		case <-w.ticker.C:
+			w.tick()
+		case out := <-w.done:
 			if out.err == nil {
-				elapsed := time.Since(start)
-				stop()
-				return ready(elapsed)
+				return w.succeeded()
 			}
-			fail(out)
-			if due {
-				due = false
-				launch()
-			}
+			w.failed(out)
 		case <-expired:
-			if stop() {
-				return ready(timeout)
-			}
-			res.Elapsed = time.Since(start)
-			return res, fmt.Errorf("%w: %s not ready after %s (%d attempts): %w",
-				ErrTimeout, p, res.Elapsed.Round(time.Millisecond), res.Attempts, lastErrOr(res.LastErr))
+			return w.expired(timeout)
 		case <-o.abort:
-			stop()
-			res.Elapsed = time.Since(start)
-			return res, fmt.Errorf("%w after %s (%d attempts of %s)",
-				ErrAborted, res.Elapsed.Round(time.Millisecond), res.Attempts, p)
+			return w.aborted()
 		case <-ctx.Done():
-			stop()
-			res.Elapsed = time.Since(start)
-			return res, fmt.Errorf("wait for readiness of %s: %w", p, context.Cause(ctx))
+			return w.cancelled(ctx)
 		}
 	}
+}
+
+// waiter is the state of one Wait: the attempts running, when the next one is due, the result
+// so far.
+type waiter struct {
+	p        Probe
+	o        options
+	interval time.Duration
+	start    time.Time
+	res      Result
+
+	runCtx context.Context // parent of every attempt's context; cancelled by stop
+	cancel context.CancelFunc
+	done   chan outcome // never more sends outstanding than slots
+	wg     sync.WaitGroup
+	ticker *time.Timer // fires interval after the latest attempt started
+	// inFlight counts running attempts; due is set when the ticker fired with no slot free.
+	inFlight   int
+	due        bool
+	lastLogged string
+}
+
+func newWaiter(ctx context.Context, p Probe, interval time.Duration, o options) *waiter {
+	w := &waiter{p: p, o: o, interval: interval, start: time.Now()}
+	w.runCtx, w.cancel = context.WithCancel(ctx)
+	w.done = make(chan outcome, o.concurrency)
+	w.ticker = time.NewTimer(interval)
+	return w
+}
+
+// close releases the waiter's context and timer (attempts are ended by stop, not here).
+func (w *waiter) close() {
+	w.cancel()
+	w.ticker.Stop()
+}
+
+// launch starts the next attempt and restarts the interval.
+func (w *waiter) launch() {
+	w.res.Attempts++
+	w.inFlight++
+	w.ticker.Reset(w.interval)
+	n := w.res.Attempts
+	w.wg.Go(func() {
+		actx, acancel := context.WithTimeout(w.runCtx, w.o.attemptTimeout)
+		defer acancel()
+		w.done <- outcome{n: n, err: w.p.Check(actx)}
+	})
+}
+
+// tick handles the interval's end: the next attempt starts now, or once a slot is free.
+func (w *waiter) tick() {
+	if w.inFlight < w.o.concurrency {
+		w.launch()
+	} else {
+		w.due = true
+	}
+}
+
+// failed records a failed attempt (logged when its error differs from the last one logged) and
+// starts the attempt that was waiting for its slot.
+func (w *waiter) failed(out outcome) {
+	w.inFlight--
+	w.res.LastErr = out.err
+	if w.o.log != nil && out.err.Error() != w.lastLogged {
+		w.lastLogged = out.err.Error()
+		w.o.log.WithField("attempt", out.n).Debugf("not ready: %v", out.err)
+	}
+	if w.due {
+		w.due = false
+		w.launch()
+	}
+}
+
+// stop ends every running attempt and reports whether one of them succeeded meanwhile.
+func (w *waiter) stop() (ready bool) {
+	w.cancel()
+	w.wg.Wait()
+	for {
+		select {
+		case out := <-w.done:
+			if out.err == nil {
+				ready = true
+			} else if w.res.LastErr == nil {
+				w.res.LastErr = out.err
+			}
+		default:
+			return ready
+		}
+	}
+}
+
+func (w *waiter) ready(elapsed time.Duration) (Result, error) {
+	w.res.LastErr = nil
+	w.res.Elapsed = elapsed
+	return w.res, nil
+}
+
+// succeeded ends the other attempts after one reported ready.
+func (w *waiter) succeeded() (Result, error) {
+	w.inFlight--
+	elapsed := time.Since(w.start)
+	w.stop()
+	return w.ready(elapsed)
+}
+
+// expired ends the attempts when the timeout passed; one that succeeded meanwhile still counts.
+func (w *waiter) expired(timeout time.Duration) (Result, error) {
+	if w.stop() {
+		return w.ready(timeout)
+	}
+	w.res.Elapsed = time.Since(w.start)
+	return w.res, fmt.Errorf("%w: %s not ready after %s (%d attempts): %w",
+		ErrTimeout, w.p, w.res.Elapsed.Round(time.Millisecond), w.res.Attempts, lastErrOr(w.res.LastErr))
+}
+
+func (w *waiter) abortedBeforeStart() (Result, error) {
+	w.res.Elapsed = time.Since(w.start)
+	return w.res, fmt.Errorf("%w before the first attempt of %s", ErrAborted, w.p)
+}
+
+func (w *waiter) aborted() (Result, error) {
+	w.stop()
+	w.res.Elapsed = time.Since(w.start)
+	return w.res, fmt.Errorf("%w after %s (%d attempts of %s)",
+		ErrAborted, w.res.Elapsed.Round(time.Millisecond), w.res.Attempts, w.p)
+}
+
+func (w *waiter) cancelled(ctx context.Context) (Result, error) {
+	w.stop()
+	w.res.Elapsed = time.Since(w.start)
+	return w.res, fmt.Errorf("wait for readiness of %s: %w", w.p, context.Cause(ctx))
 }
 
 func lastErrOr(err error) error {
