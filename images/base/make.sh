@@ -11,17 +11,19 @@
 #                               no glibc, no CRIU (stands in for a distroless runtime image)
 #
 # Usage: images/base/make.sh [IMAGE...]   (default: all three)
-# Environment: CACHE_DIR (build/cache), DEBIAN_MIRROR (http://deb.debian.org/debian), GOROOT_SRC
-# (the Go tree copied into the golang image; default: `go env GOROOT`).
+# Environment: CACHE_DIR (build/cache), DEBIAN_MIRROR (the Debian archive to debootstrap from;
+# default: the one this host's apt uses, see images/lib/debian-archive.sh), GOROOT_SRC (the Go
+# tree copied into the golang image; default: `go env GOROOT`).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${CACHE_DIR:-$repo/build/cache}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 goroot=${GOROOT_SRC:-$(go env GOROOT 2>/dev/null || echo /usr/local/go)}
 mkdir -p "$cache"
 
 log() { echo "base: $*" >&2; }
+# shellcheck source=images/lib/debian-archive.sh
+. "$repo/images/lib/debian-archive.sh"
 
 # root DIR RECIPE CMD...: run CMD (which must fill "$tmp") unless DIR holds a root for RECIPE.
 # The root is made in a temporary directory and renamed, so a half-made root is never used.
@@ -65,7 +67,9 @@ debootstrap_into() { # SUITE INCLUDE [SCRIPT]
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 	fi
-	debootstrap --variant=minbase --include="$2" "$1" "$tmp" "$mirror" ${3:+"$3"} >"$tmp.log" 2>&1 ||
+	local archive
+	archive=$(debian_archive) || return 1
+	debootstrap --variant=minbase --include="$2" "$1" "$tmp" "$archive" ${3:+"$3"} >"$tmp.log" 2>&1 ||
 		{ tail -n 30 "$tmp.log" >&2; return 1; }
 	rm -f "$tmp.log"
 	# Keep the images small: no apt lists or caches.

@@ -14,9 +14,10 @@
 #
 # CRIU >= 4.2 is needed on kernels >= 6.16 and only Debian testing has it; its packages need a
 # newer glibc than Debian 12, so they go into a debootstrap root (CACHE_DIR, default
-# build/cache/forky-root), never into the system. The root is built once: a second run downloads
-# nothing. It is built in a temporary directory and renamed, so an interrupted run leaves no half
-# root behind. Runs as root on a fresh Debian 12 machine (installs debootstrap when missing).
+# build/cache/forky-root), never into the system. They come from the Debian archive this host's
+# apt uses (images/lib/debian-archive.sh), or from $DEBIAN_MIRROR when set. The root is built
+# once: a second run downloads nothing. It is built in a temporary directory and renamed, so an
+# interrupted run leaves no half root behind. Runs as root on a fresh Debian 12 machine (installs debootstrap when missing).
 set -euo pipefail
 
 usage() { echo "usage: $0 OUT_DIR [CACHE_DIR]" >&2; exit 2; }
@@ -26,11 +27,13 @@ log() { echo "bundle.sh: $*" >&2; }
 [ $# -ge 1 ] && [ $# -le 2 ] || usage
 OUT=$1
 CACHE=${2:-build/cache/forky-root}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=forky
 MIN_MAJOR=4 MIN_MINOR=2
+here=$(dirname "${BASH_SOURCE[0]}")
 # shellcheck source=images/criu/tools.sh
-. "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
+. "$here/tools.sh"
+# shellcheck source=images/lib/debian-archive.sh
+. "$here/../lib/debian-archive.sh"
 read -ra PROGRAMS <<<"$BUNDLE_PROGRAMS"
 read -ra LIBDIRS <<<"$BUNDLE_LIBDIRS"
 
@@ -73,6 +76,7 @@ if root_complete "$CACHE"; then
 else
 	[ "$(id -u)" = 0 ] || die "building the $SUITE root needs root"
 	ensure_debootstrap
+	archive=$(debian_archive) || die "cannot tell which Debian archive to download the $SUITE root from"
 	[ ! -e "$CACHE" ] || [ -z "$(ls -A "$CACHE" 2>/dev/null)" ] || {
 		# An incomplete root in place (e.g. made by hand and interrupted): start over.
 		log "removing incomplete root $CACHE"
@@ -81,8 +85,8 @@ else
 	rmdir "$CACHE" 2>/dev/null || true
 	tmp=$(mktemp -d "$CACHE.tmp.XXXXXX")
 	trap 'rm -rf --one-file-system "$tmp"' EXIT
-	log "debootstrap $SUITE into $tmp (about 30 s)"
-	debootstrap --variant=minbase --include="${BUNDLE_PACKAGES// /,}" "$SUITE" "$tmp" "$MIRROR" \
+	log "debootstrap $SUITE from $archive into $tmp (about 30 s)"
+	debootstrap --variant=minbase --include="${BUNDLE_PACKAGES// /,}" "$SUITE" "$tmp" "$archive" \
 		/usr/share/debootstrap/scripts/sid >"$tmp.log" 2>&1 || {
 		tail -20 "$tmp.log" >&2
 		die "debootstrap failed (log: $tmp.log)"

@@ -4,9 +4,9 @@
 #   - the base images are the local ones of images/base/make.sh (crwrap-local/golang:1.26 and
 #     crwrap-local/debian:testing), made first; set GO_IMAGE/CRIU_IMAGE to use others;
 #   - the build context is staged in build/context/crwrap-base with only what the build reads
-#     (go.mod, go.sum, cmd/, internal/, templates/, images/criu/) and a file:// Go module
-#     proxy made from this host's module cache, so no module is downloaded inside the build
-#     (the public proxy stays behind it as a fallback).
+#     (go.mod, go.sum, cmd/, internal/, templates/, images/criu/, images/lib/) and a file:// Go
+#     module proxy made from this host's module cache, so no module is downloaded inside the
+#     build (this host's `go env GOPROXY` stays behind it as a fallback).
 # Environment: GO_IMAGE, CRIU_IMAGE, VERSION, DOCKER_BUILD_FLAGS (extra flags, e.g. --network host).
 set -euo pipefail
 
@@ -22,11 +22,12 @@ fi
 
 cd "$repo"
 rm -rf "$ctx"
-mkdir -p "$ctx/images/criu" "$ctx/.goproxy"
+mkdir -p "$ctx/images/criu" "$ctx/images/lib" "$ctx/.goproxy"
 cp go.mod go.sum "$ctx/"
 cp -r cmd internal templates "$ctx/"
 mkdir -p "$ctx/images/crwrap-base"
 cp images/criu/bundle.sh images/criu/tools.sh "$ctx/images/criu/"
+cp images/lib/debian-archive.sh "$ctx/images/lib/"
 cp images/crwrap-base/Dockerfile "$ctx/images/crwrap-base/"
 find "$ctx" -name '*_test.go' -delete
 
@@ -53,7 +54,7 @@ echo "crwrap-base: docker build -t $tag (GO_IMAGE=$go_image CRIU_IMAGE=$criu_ima
 log=$repo/build/context/crwrap-base.log
 if ! docker build ${DOCKER_BUILD_FLAGS:-} -f "$ctx/images/crwrap-base/Dockerfile" -t "$tag" \
 	--build-arg GO_IMAGE="$go_image" --build-arg CRIU_IMAGE="$criu_image" \
-	--build-arg GOPROXY="file:///src/.goproxy,https://proxy.golang.org,direct" \
+	--build-arg GOPROXY="file:///src/.goproxy,$(go env GOPROXY)" \
 	--build-arg VERSION="$version" "$ctx" >"$log" 2>&1; then
 	tail -n 40 "$log" >&2
 	echo "crwrap-base: docker build failed (log: $log)" >&2
