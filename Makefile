@@ -6,6 +6,10 @@ CACHE   := build/cache
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TAGS    := netgo osusergo seccomp
 LDFLAGS := -X github.com/crwrap/crwrap/internal/version.Version=$(VERSION) -linkmode external -extldflags -static
+# staticcheck for `make lint`: a release that supports this Go.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Shell scripts for `make lint` (shellcheck -x follows what they source).
+SHELL_SCRIPTS = .ci/run $(shell find cmd examples images internal test -name '*.sh' | sort)
 # Packages whose tests need no root, no CRIU and no Docker.
 UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v '/test/')
 
@@ -45,9 +49,15 @@ bench: build
 demo: deps build
 	bash examples/demo.sh
 
+## lint: go vet, gofmt, staticcheck (fetched through the Go module proxy) and shellcheck (installed
+## from Debian when missing); the generated tool tables are checked by a unit test
 lint:
 	$(GO) vet ./...
 	test -z "$$(gofmt -l cmd internal test examples templates)"
+	$(GO) run $(STATICCHECK) ./...
+	command -v shellcheck >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
+	shellcheck -x $(SHELL_SCRIPTS)
 
 clean:
 	rm -rf $(OUT)

@@ -20,7 +20,7 @@ fi
 work=$(mktemp -d /tmp/crwrap-demo.XXXXXX)
 pid=
 cleanup() {
-	[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
 	rm -rf "$work"
 }
 trap cleanup EXIT

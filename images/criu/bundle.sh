@@ -24,7 +24,7 @@ usage() { echo "usage: $0 OUT_DIR [CACHE_DIR]" >&2; exit 2; }
 die() { echo "bundle.sh: $*" >&2; exit 1; }
 log() { echo "bundle.sh: $*" >&2; }
 
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
+(($# >= 1 && $# <= 2)) || usage
 OUT=$1
 CACHE=${2:-build/cache/forky-root}
 SUITE=forky
@@ -102,7 +102,7 @@ fi
 ROOT=$CACHE
 LOADER_REL=$BUNDLE_LOADER
 # libpath DIR: the loader's --library-path for the root at DIR.
-libpath() { local d out=(); for d in "${LIBDIRS[@]}"; do out+=("$1/$d"); done; (IFS=:; echo "${out[*]}"); }
+libpath() { local d dirs=(); for d in "${LIBDIRS[@]}"; do dirs+=("$1/$d"); done; (IFS=:; echo "${dirs[*]}"); }
 LIBPATH=$(libpath "$ROOT")
 
 # --- copying paths out of the root, symlinks and all --------------------------------------------

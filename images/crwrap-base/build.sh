@@ -43,6 +43,7 @@ for m in "${mods[@]}"; do go mod download "${m/ /@}"; done
 (cd "$modcache" && find . \( -name '*.mod' -o -name '*.info' -o -name list \) -exec cp --parents -t "$ctx/.goproxy/" {} +)
 printf '%s\n' "${mods[@]}" |
 	while read -r path version; do
+		# shellcheck disable=SC2001 # sed lowercases each match (\L); no parameter expansion does
 		esc=$(sed 's/[A-Z]/!\L&/g' <<<"$path")
 		mkdir -p "$ctx/.goproxy/$esc/@v"
 		cp "$modcache/$esc/@v/$version.zip" "$ctx/.goproxy/$esc/@v/"
@@ -50,8 +51,8 @@ printf '%s\n' "${mods[@]}" |
 
 version=${VERSION:-$(git describe --always --dirty 2>/dev/null || echo dev)}
 echo "crwrap-base: docker build -t $tag (GO_IMAGE=$go_image CRIU_IMAGE=$criu_image)" >&2
-# shellcheck disable=SC2086
 log=$repo/build/context/crwrap-base.log
+# shellcheck disable=SC2086 # DOCKER_BUILD_FLAGS is a list of flags
 if ! docker build ${DOCKER_BUILD_FLAGS:-} -f "$ctx/images/crwrap-base/Dockerfile" -t "$tag" \
 	--build-arg GO_IMAGE="$go_image" --build-arg CRIU_IMAGE="$criu_image" \
 	--build-arg GOPROXY="file:///src/.goproxy,$(go env GOPROXY)" \

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # debian-archive.sh — sourced by images/criu/bundle.sh and images/base/make.sh (bash).
 #
 # debian_archive prints the Debian archive URI debootstrap should download from: $DEBIAN_MIRROR
