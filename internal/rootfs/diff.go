@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,12 +85,9 @@ func isWhiteout(info fs.FileInfo) bool {
 	if info.Mode()&fs.ModeCharDevice == 0 {
 		return false
 	}
-	st, ok := info.Sys().(*unix.Stat_t)
-	if !ok {
-		st2, ok2 := info.Sys().(interface{ Rdev() uint64 })
-		return ok2 && st2.Rdev() == 0
-	}
-	return st.Rdev == 0
+	// os.Lstat and DirEntry.Info give a *syscall.Stat_t (not x/sys/unix's).
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return ok && st.Rdev == 0
 }
 
 func isOpaque(p string) bool {
