@@ -234,6 +234,12 @@ func CheckDiff(diff io.Reader) error {
 	}
 }
 
+// CheckDeleted reads a deleted.files and applies ApplyDiff's rules to it, writing nothing.
+func CheckDeleted(deleted io.Reader) error {
+	_, err := readDeleted(deleted)
+	return err
+}
+
 // DiffFile and DeletedFile are the names the diff has inside a checkpoint (for messages).
 const (
 	DiffFile    = "rootfs-diff.tar"
