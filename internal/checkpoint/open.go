@@ -150,7 +150,7 @@ func (r *Reader) Path(rel string) (string, error) {
 // and /proc/<pid>/fd paths), else a regular file (reopened for reading).
 func openBeneath(dirfd int, rel string, dir bool) (int, error) {
 	if !validRel(rel) {
-		return -1, fmt.Errorf("%w: path %q leaves the checkpoint", ErrUnsafe, rel)
+		return -1, fmt.Errorf("%w: path %q leaves the checkpoint", ErrUnsafe, short(rel))
 	}
 	parts := strings.Split(rel, "/")
 	cur := dirfd
@@ -224,7 +224,7 @@ func (m *Manifest) checkPaths() (map[string]File, error) {
 	for _, f := range m.Files {
 		switch {
 		case !validRel(f.Path):
-			return nil, fmt.Errorf("%w: %s lists %q, a path outside the checkpoint", ErrUnsafe, ManifestFile, f.Path)
+			return nil, fmt.Errorf("%w: %s lists %q, a path outside the checkpoint or too long", ErrUnsafe, ManifestFile, short(f.Path))
 		case f.Path == ManifestFile || f.Path == ManifestDigestFile:
 			return nil, fmt.Errorf("%w: %s lists itself", ErrUnsafe, ManifestFile)
 		case f.Size < 0 || !validSHA256(f.SHA256):
@@ -237,10 +237,18 @@ func (m *Manifest) checkPaths() (map[string]File, error) {
 	}
 	for _, f := range m.App.Files {
 		if len(f.Path) > MaxPathBytes || !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.ContainsRune(f.Path, 0) {
-			return nil, fmt.Errorf("%w: %s: app file %q is not a clean absolute path", ErrUnsafe, ManifestFile, f.Path)
+			return nil, fmt.Errorf("%w: %s: app file %q is not a clean absolute path", ErrUnsafe, ManifestFile, short(f.Path))
 		}
 	}
 	return want, nil
+}
+
+// short cuts a path from untrusted input for an error message.
+func short(p string) string {
+	if len(p) > 120 {
+		return p[:120] + "..."
+	}
+	return p
 }
 
 func validSHA256(s string) bool {

@@ -277,6 +277,9 @@ func newDiffCheck() *diffCheck {
 }
 
 func unsafeEntry(name, format string, a ...any) error {
+	if len(name) > 120 {
+		name = name[:120] + "..."
+	}
 	return fmt.Errorf("%w: %s entry %q: %s", ErrUnsafeDiff, DiffFile, name, fmt.Sprintf(format, a...))
 }
 
@@ -389,6 +392,9 @@ func readDeleted(r io.Reader) ([]string, error) {
 	for _, d := range deleted {
 		rel, ok := cleanRel(strings.TrimPrefix(d, "/"))
 		if !ok || rel == "" || !strings.HasPrefix(d, "/") {
+			if len(d) > 120 {
+				d = d[:120] + "..."
+			}
 			return nil, fmt.Errorf("%w: %s: path %q", ErrUnsafeDiff, DeletedFile, d)
 		}
 		out = append(out, rel)
