@@ -44,6 +44,9 @@ const (
 	MaxZstdWindow = 128 << 20
 )
 
+// importEntryLimit is MaxImportEntries (lowered by tests).
+var importEntryLimit = MaxImportEntries
+
 // ImportOptions tunes Import.
 type ImportOptions struct {
 	// NoVerify skips checking the unpacked files against the sizes and digests of crwrap.json.
@@ -232,8 +235,8 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
-	if u.entries++; u.entries > MaxImportEntries {
-		return unsafe(hdr.Name, "more than %d entries", MaxImportEntries)
+	if u.entries++; u.entries > importEntryLimit {
+		return unsafe(hdr.Name, "more than %d entries", importEntryLimit)
 	}
 	if hdr.Size > 0 {
 		if u.bytes += hdr.Size; u.bytes > MaxImportBytes {

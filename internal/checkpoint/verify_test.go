@@ -276,3 +276,19 @@ func TestCheckAppStatShortcut(t *testing.T) {
 		t.Fatalf("a same-size rewrite after the checkpoint: %v, want ErrForeign", err)
 	}
 }
+
+// A tree with more entries than the limit is refused (the limit is lowered here).
+func TestVerifyEntryLimit(t *testing.T) {
+	defer func(n int) { fileLimit = n }(fileLimit)
+	fileLimit = 5
+	dir := t.TempDir()
+	for i := 0; i < 6; i++ {
+		os.MkdirAll(filepath.Join(dir, "checkpoint", strings.Repeat("d", i+1)), 0o700)
+	}
+	if err := WriteManifest(dir, &Manifest{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, false); !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "more than 5 entries") {
+		t.Fatalf("Open: %v, want ErrUnsafe for too many entries", err)
+	}
+}
