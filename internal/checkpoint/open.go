@@ -327,22 +327,18 @@ func (w *treeWalk) entry(dirfd int, dirRel, name string, depth int) error {
 		return fmt.Errorf("%w: %s is not listed in %s", ErrUnsafe, rel, ManifestFile)
 	}
 	w.seen[rel] = true
+	if st.Size != f.Size {
+		return fmt.Errorf("%w: %s has %d bytes, %d were written", ErrDamaged, rel, st.Size, f.Size)
+	}
+	if !w.digests {
+		return nil
+	}
 	fd, err := openBeneath(dirfd, name, false)
 	if err != nil {
 		return err
 	}
 	file := os.NewFile(uintptr(fd), rel)
 	defer file.Close()
-	fi, err := file.Stat()
-	if err != nil {
-		return fmt.Errorf("%w: stat %s: %v", ErrDamaged, rel, err)
-	}
-	if fi.Size() != f.Size {
-		return fmt.Errorf("%w: %s has %d bytes, %d were written", ErrDamaged, rel, fi.Size(), f.Size)
-	}
-	if !w.digests {
-		return nil
-	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.LimitReader(file, f.Size+1)); err != nil {
 		return fmt.Errorf("%w: read %s: %v", ErrDamaged, rel, err)
