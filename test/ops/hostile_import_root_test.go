@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,4 +146,39 @@ func TestImportRefusesHostileCheckpoints(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A real checkpoint, exported and imported into another checkpoint root, restores from there:
+// the sealed manifest travels with it and the import's checks accept what crwrap writes
+// (including a rootfs-diff.tar with a FIFO and a file).
+func TestExportImportRestore(t *testing.T) {
+	fifo := "/var/tmp/" + fmt.Sprintf("crwrap-ei-%d", time.Now().UnixNano())
+	file0 := fifo + ".txt"
+	t.Cleanup(func() { os.Remove(fifo); os.Remove(file0) })
+	a := newApp(t, "-warmup", "300ms", "-heap", "8", "-fifo", fifo, "-write", file0+"=x")
+	a.checkpoint()
+	want := a.checkpointedValue()
+	file := filepath.Join(t.TempDir(), "cp.tar.zst")
+	if p, code := harness.Run(t, harness.Options{}, time.Minute, "export", a.path(), "-o", file); code != 0 {
+		t.Fatalf("export exited %d\nstderr:\n%s", code, p.Stderr)
+	}
+	b := *a
+	b.root = t.TempDir()
+	if p, code := harness.Run(t, harness.Options{}, time.Minute, "import", file, b.path()); code != 0 {
+		t.Fatalf("import exited %d\nstderr:\n%s", code, p.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(b.path(), checkpoint.ManifestDigestFile)); err != nil {
+		t.Errorf("the imported checkpoint has no %s: %v", checkpoint.ManifestDigestFile, err)
+	}
+	p := b.restore()
+	harness.WaitHTTP(t, p, b.url("/ready"), time.Minute)
+	harness.WaitLog(t, p, "phase", "ready", time.Minute)
+	harness.AssertRestored(t, p)
+	if got := b.get("/value"); got != want {
+		t.Errorf("/value = %q, want the checkpointed %q", got, want)
+	}
+	if got := b.get("/fifo?msg=ok"); got != "ok" {
+		t.Errorf("/fifo = %q", got)
+	}
+	harness.Stop(t, p)
 }
