@@ -277,6 +277,7 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 			}
 		}
 		u.mtimes = append(u.mtimes, mtime{name, hdr.ModTime})
+	//lint:ignore SA1019 tar.Reader turns TypeRegA into TypeReg; kept for readers of this switch
 	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archivers still write TypeRegA
 		f, err := u.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {

@@ -352,7 +352,7 @@ func (c *diffCheck) header(hdr *tar.Header) (string, error) {
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir, tar.TypeFifo:
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archivers still write TypeRegA
+	case tar.TypeReg: // tar.Reader turns the old TypeRegA into TypeReg
 		if hdr.Size < 0 {
 			return "", unsafeEntry(hdr.Name, "size %d", hdr.Size)
 		}
@@ -420,7 +420,7 @@ func extract(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string) error 
 				return err
 			}
 		}
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // see header
+	case tar.TypeReg:
 		// O_EXCL: never through a symlink, never over an earlier entry.
 		f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {

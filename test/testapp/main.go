@@ -277,7 +277,7 @@ func serveUnix(mux *http.ServeMux, p string) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		b := make([]byte, len(msg))
-		if _, err := c.Write([]byte(msg)); err == nil {
+		if _, err = c.Write([]byte(msg)); err == nil {
 			_, err = io.ReadFull(c, b)
 		}
 		if err != nil {
