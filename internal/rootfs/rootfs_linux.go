@@ -42,7 +42,7 @@ func Prepare(dir string) (*Rootfs, error) {
 	if err := unix.Mount("/", r.lower, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind the pod root to %s: %w", r.lower, err)
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", r.lower, r.upper, filepath.Join(dir, "work"))
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,index=on,nfs_export=on", r.lower, r.upper, filepath.Join(dir, "work"))
 	if err := unix.Mount("overlay", r.Path, "overlay", 0, opts); err != nil {
 		// Some hosts (an old kernel, an upper layer on overlay) refuse; fall back to a
 		// writable bind so the app still runs, without rootfs-diff support.

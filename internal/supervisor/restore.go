@@ -157,7 +157,7 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 	}
 	release := s.Reaper.Hold()
 	c, err := s.Runtime.Restore(container.Config{ID: a.id, Spec: a.spec, Stdout: s.Stdout, Stderr: s.Stderr},
-		container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished, LazyPages: lazy})
+		s.restoreOptions(images, work, lazy))
 	if err == nil {
 		s.protect(c)
 	}
@@ -178,6 +178,12 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 	d := s.phase("restore", t, fields)
 	s.Metrics.ObserveRestore(d, -1)
 	return a, lz, nil
+}
+
+func (s *Supervisor) restoreOptions(images, work string, lazy bool) container.CRIUOptions {
+	o := s.criuOptions(images, work, false)
+	o.LazyPages = lazy
+	return o
 }
 
 // find opens the checkpoint, waiting up to cr.restore.wait for it to appear.
