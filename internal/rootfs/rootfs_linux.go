@@ -42,8 +42,17 @@ func Prepare(dir string) (*Rootfs, error) {
 	if err := unix.Mount("/", r.lower, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind the pod root to %s: %w", r.lower, err)
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,index=on,nfs_export=on", r.lower, r.upper, filepath.Join(dir, "work"))
-	if err := unix.Mount("overlay", r.Path, "overlay", 0, opts); err != nil {
+	// index=on,nfs_export=on make the overlay's file handles decodable: CRIU finds the files
+	// that inotify/fanotify watches by their handle ("fsnotify: Can't dump that handle"
+	// otherwise). The kernel turns both off by itself when a layer cannot (the pod's root is
+	// an overlay itself); a kernel that refuses them outright gets a plain overlay.
+	base := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", r.lower, r.upper, filepath.Join(dir, "work"))
+	err := unix.Mount("overlay", r.Path, "overlay", 0, base+",index=on,nfs_export=on")
+	if err != nil {
+		_ = os.RemoveAll(filepath.Join(dir, "work", "index"))
+		err = unix.Mount("overlay", r.Path, "overlay", 0, base)
+	}
+	if err != nil {
 		// Some hosts (an old kernel, an upper layer on overlay) refuse; fall back to a
 		// writable bind so the app still runs, without rootfs-diff support.
 		if berr := unix.Mount(r.lower, r.Path, "", unix.MS_BIND, ""); berr != nil {

@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/crwrap/crwrap/test/harness"
 )
@@ -112,8 +114,99 @@ func TestInotifyOnRootfsFile(t *testing.T) {
 	}
 }
 
-func TestStoppedChildExperiment(t *testing.T) {
-	a := newFeatureApp(t, "stopped-child", "")
+// tinyRoot is a checkpoint root on a 32 MiB tmpfs of its own (removed when the test ends).
+func tinyRoot(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "crwrap-test", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// assertKeptRunning checks that a checkpoint that failed left the very app it was dumping
+// running (same memory: the value and the counter the warm-up left) and published nothing.
+func assertKeptRunning(t *testing.T, a *testApp, p *harness.Proc) harness.LogEntry {
+	t.Helper()
+	e := harness.WaitLog(t, p, "phase", "checkpoint-failed", 3*time.Minute)
+	if !strings.Contains(e.Str("error"), "nothing published") {
+		t.Errorf("checkpoint-failed error %q does not say that nothing was published", e.Str("error"))
+	}
+	if got, want := a.get("/value"), a.checkpointedValue(); got != want {
+		t.Errorf("after the failed checkpoint /value = %q, want the dumped app's %q (the app was restarted?)", got, want)
+	}
+	if got := a.get("/counter"); got != "4" {
+		t.Errorf("after the failed checkpoint /counter = %s, want 4 (the warm-up left it at 3)", got)
+	}
+	if a.target() != "" {
+		t.Errorf("a checkpoint was published: %s", a.target())
+	}
+	if l := append(a.leftovers(), a.versions()...); len(l) > 0 {
+		t.Errorf("the failed checkpoint left %v", l)
+	}
+	return e
+}
+
+// A failure after CRIU's dump (here: the checkpoint directory is full when the root
+// filesystem changes are written) does not cost the checkpoint pod its app: it keeps
+// running, unchanged, and crwrap serves it until it is terminated (issue 8 item 2).
+func TestFailureAfterDumpKeepsApp(t *testing.T) {
+	a := newFeatureApp(t, "bigfile", rootfsPath(t, "big"))
+	a.root = tinyRoot(t)
+	p := harness.Start(t, harness.Options{}, a.args("checkpoint", a.props("cr.checkpoint.exit=false"))...)
+	e := assertKeptRunning(t, a, p)
+	if findLog(p, "phase", "dump") == nil {
+		t.Fatalf("the checkpoint failed before the dump ended: the test does not exercise a failure after it: %s", e.Str("error"))
+	}
+	if !strings.Contains(e.Str("error"), "no space left on device") {
+		t.Errorf("checkpoint-failed error %q, want the full checkpoint directory", e.Str("error"))
+	}
+	if msg := a.check(); msg != "" {
+		t.Errorf("/check after the failed checkpoint: %s", msg)
+	}
+	harness.Stop(t, p)
+}
+
+// The same failure with cr.checkpoint.exit (a Job) exits 1 and publishes nothing.
+func TestFailureAfterDumpExits(t *testing.T) {
+	a := newFeatureApp(t, "bigfile", rootfsPath(t, "big"))
+	a.root = tinyRoot(t)
 	p, code := a.checkpoint(harness.Options{})
-	t.Logf("code %d\n%s", code, p.Stderr)
+	if code != 1 {
+		t.Errorf("checkpoint exited %d, want 1", code)
+	}
+	if !strings.Contains(p.Stderr.String(), "nothing published") {
+		t.Errorf("crwrap does not say that nothing was published\nstderr:\n%s", p.Stderr)
+	}
+	if a.target() != "" || len(a.leftovers()) > 0 || len(a.versions()) > 0 {
+		t.Errorf("published %q, left %v %v", a.target(), a.leftovers(), a.versions())
+	}
+}
+
+// A dump that never ends (CRIU cannot seize a stopped child while the cgroup-v1 freezer holds
+// it) is stopped after cr.checkpoint.timeout: the app keeps running with its child still
+// stopped, nothing is published, and neither a temporary version nor CRIU's work directory
+// is left (issue 8 item 5).
+func TestCheckpointTimeout(t *testing.T) {
+	a := newFeatureApp(t, "stopped-child", "")
+	work := t.TempDir()
+	p := harness.Start(t, harness.Options{Env: []string{"CRWRAP_WORK_DIR=" + work}},
+		a.args("checkpoint", a.props("cr.checkpoint.exit=false", "cr.checkpoint.timeout=3s"))...)
+	e := assertKeptRunning(t, a, p)
+	if !strings.Contains(e.Str("error"), "cr.checkpoint.timeout") {
+		t.Errorf("checkpoint-failed error %q does not name cr.checkpoint.timeout", e.Str("error"))
+	}
+	if msg := a.check(); msg != "" {
+		t.Errorf("/check after the timed-out checkpoint: %s", msg)
+	}
+	if m, _ := filepath.Glob(filepath.Join(work, "*", "criu-dump")); len(m) > 0 {
+		t.Errorf("CRIU's work directory is left: %v", m)
+	}
+	for _, c := range harness.Children(p.Cmd.Process.Pid) {
+		if strings.Contains(c.Comm, "criu") || strings.Contains(c.Comm, "ld-linux") {
+			t.Errorf("CRIU still runs: pid %d (%s)", c.Pid, c.Comm)
+		}
+	}
+	harness.Stop(t, p)
 }

@@ -57,6 +57,7 @@ var features = map[string]feature{
 	"signalfd":      {setupSignalfd, checkSignalfd},
 	"timerfd":       {setupTimerfd, checkTimerfd},
 	"memfd":         {setupMemfd, checkMemfd},
+	"bigfile":       {setupBigFile, func() (string, error) { return "ok", nil }},
 }
 
 func main() {
@@ -634,4 +635,25 @@ func checkMemfd() (string, error) {
 		return "", fmt.Errorf("memfd holds %q", b)
 	}
 	return "ok memfd content kept", nil
+}
+
+// setupBigFile writes 48 MiB of random data to p: a root filesystem change too large for a
+// small checkpoint directory.
+func setupBigFile(p string) error {
+	if p == "" {
+		return errors.New("-path is required")
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 1<<20) // the app's memory stays small
+	for i := 0; i < 48; i++ {
+		rand.Read(b)
+		if _, err := f.Write(b); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }
