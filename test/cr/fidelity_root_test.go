@@ -210,3 +210,37 @@ func TestCheckpointTimeout(t *testing.T) {
 	}
 	harness.Stop(t, p)
 }
+
+// An app holding a deleted 2 MiB file checkpoints only with cr.criu.ghost-limit above CRIU's
+// default of 1 MiB, and the restored app reads the file's content (issue 8 item 6: CRIU
+// options reach CRIU, also those libcontainer has no field for).
+func TestCRIUGhostLimit(t *testing.T) {
+	a := newFeatureApp(t, "ghost-file", rootfsPath(t, "deleted"))
+	p, code := a.checkpoint(harness.Options{})
+	if code != 1 || !strings.Contains(p.Stderr.String(), "ghost") {
+		t.Fatalf("checkpoint with the default ghost limit exited %d, want 1 and CRIU's ghost file error\nstderr:\n%s", code, p.Stderr)
+	}
+	a.mustCheckpoint("cr.criu.ghost-limit=4M")
+	r := a.restoreReady("cr.criu.ghost-limit=4M")
+	harness.AssertRestored(t, r)
+	if msg := a.check(); msg != "" {
+		t.Errorf("the restored app's deleted file: %s", msg)
+	}
+	harness.Stop(t, r)
+}
+
+// cr.criu.options accepts only CRIU options crwrap knows, each mapped onto CRIU.
+func TestCRIUOptionsValidated(t *testing.T) {
+	a := newTestApp(t)
+	p, code := a.checkpoint(harness.Options{}, "cr.criu.options=link-remap,--leave-running")
+	if code != 2 {
+		t.Errorf("an unknown CRIU option: exit %d, want 2", code)
+	}
+	if !strings.Contains(p.Stderr.String(), "cr.criu.options") || !strings.Contains(p.Stderr.String(), `"--leave-running"`) {
+		t.Errorf("the error does not name the key and the option\nstderr:\n%s", p.Stderr)
+	}
+	a.mustCheckpoint("cr.criu.options=link-remap,file-locks,tcp-skip-in-flight,ext-unix-sk,force-irmap")
+	r := a.restoreReady("cr.criu.options=link-remap,file-locks,tcp-skip-in-flight,ext-unix-sk,force-irmap,skip-file-rwx-check,tcp-close")
+	harness.AssertRestored(t, r)
+	harness.Stop(t, r)
+}

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -58,6 +59,7 @@ var features = map[string]feature{
 	"timerfd":       {setupTimerfd, checkTimerfd},
 	"memfd":         {setupMemfd, checkMemfd},
 	"bigfile":       {setupBigFile, func() (string, error) { return "ok", nil }},
+	"ghost-file":    {setupGhostFile, checkGhostFile},
 }
 
 func main() {
@@ -80,11 +82,7 @@ func main() {
 		os.Exit(1)
 	}
 	if *path != "" {
-		var err error
-		if identity.Start, err = statID(*path); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+		identity.Start, _ = statID(*path) // zero when the feature removed the file
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -656,4 +654,37 @@ func setupBigFile(p string) error {
 		}
 	}
 	return f.Close()
+}
+
+var (
+	ghost     *os.File
+	ghostData []byte
+)
+
+// setupGhostFile writes 2 MiB to p, keeps it open and deletes it: CRIU must save the
+// content in the images (a "ghost file", larger than CRIU's default limit of 1 MiB).
+func setupGhostFile(p string) error {
+	if p == "" {
+		return errors.New("-path is required")
+	}
+	ghostData = make([]byte, 2<<20)
+	rand.Read(ghostData)
+	if err := os.WriteFile(p, ghostData, 0o644); err != nil {
+		return err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	ghost = f
+	return os.Remove(p)
+}
+
+func checkGhostFile() (string, error) {
+	b := make([]byte, len(ghostData)+1)
+	n, err := ghost.ReadAt(b, 0)
+	if n != len(ghostData) || !bytes.Equal(b[:n], ghostData) {
+		return "", fmt.Errorf("the deleted file holds %d bytes (want %d, the same): %v", n, len(ghostData), err)
+	}
+	return "ok deleted file kept", nil
 }
