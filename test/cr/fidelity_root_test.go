@@ -244,3 +244,46 @@ func TestCRIUOptionsValidated(t *testing.T) {
 	harness.AssertRestored(t, r)
 	harness.Stop(t, r)
 }
+
+// A file lock on a root filesystem file is held again after a restore, and the path and the
+// open descriptor still name the same file. What changes (issue 8 item 4, README Limits): a
+// file of the pod's root the app only read keeps its st_ino, one the app created or wrote
+// (its overlay's upper layer, rebuilt from rootfs-diff.tar) gets a new st_ino, and st_dev
+// is the device of an overlay mounted for each container, which may differ.
+func TestLockedFileIdentity(t *testing.T) {
+	for _, c := range []struct {
+		name, feature string
+		lower         bool // the file is in the pod's root before the app starts
+		sameIno       bool // the documented outcome for st_ino
+	}{
+		{"read-only-lower", "open-file", true, true},
+		{"flock-lower", "flock", true, false}, // opened for writing: copied up
+		{"flock-upper", "flock", false, false},
+		{"ofd-lock-lower", "ofd-lock", true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := rootfsPath(t, "locked")
+			if c.lower {
+				if err := os.WriteFile(p, []byte("pid\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := newFeatureApp(t, c.feature, p)
+			a.mustCheckpoint()
+			r := a.restoreReady()
+			harness.AssertRestored(t, r)
+			if msg := a.check(); msg != "" {
+				t.Errorf("the restored app's lock: %s", msg)
+			}
+			id := a.identity()
+			t.Logf("identity: %+v", id)
+			if id.Path != id.FD {
+				t.Errorf("after the restore the path and the descriptor name different files: stat %+v, fstat %+v", id.Path, id.FD)
+			}
+			if same := id.Path.Ino == id.Start.Ino; same != c.sameIno {
+				t.Errorf("st_ino %d at start, %d after the restore: same=%t, README's Limits say %t", id.Start.Ino, id.Path.Ino, same, c.sameIno)
+			}
+			harness.Stop(t, r)
+		})
+	}
+}

@@ -60,6 +60,7 @@ var features = map[string]feature{
 	"memfd":         {setupMemfd, checkMemfd},
 	"bigfile":       {setupBigFile, func() (string, error) { return "ok", nil }},
 	"ghost-file":    {setupGhostFile, checkGhostFile},
+	"open-file":     {setupOpenFile, func() (string, error) { return "ok", nil }},
 }
 
 func main() {
@@ -687,4 +688,14 @@ func checkGhostFile() (string, error) {
 		return "", fmt.Errorf("the deleted file holds %d bytes (want %d, the same): %v", n, len(ghostData), err)
 	}
 	return "ok deleted file kept", nil
+}
+
+// setupOpenFile keeps p open read-only (a file of the image the app only reads).
+func setupOpenFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	identity.fd = f
+	return nil
 }
