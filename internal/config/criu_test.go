@@ -12,6 +12,7 @@ func TestCRIUKeys(t *testing.T) {
 		text    string
 		want    Settings // only the three fields are compared
 		wantErr string   // the whole message, with FILE standing for the file's path
+		irmap   []string // cr.criu.irmap-scan-paths, when the text sets it
 	}{
 		{text: "", want: Settings{CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20}},
 		{text: "cr.checkpoint.timeout=90s\ncr.criu.options=link-remap, tcp-close,\ncr.criu.ghost-limit=64M\n",
@@ -28,6 +29,12 @@ func TestCRIUKeys(t *testing.T) {
 		{text: "cr.criu.ghost-limit=0\n", wantErr: `FILE:1: cr.criu.ghost-limit: size "0" must be between 1 byte and 8 EiB`},
 		{text: "cr.criu.ghost-limit=99999999999G\n", wantErr: `size "99999999999G" must be between 1 byte and 8 EiB`},
 		{text: "cr.criu.ghost-limit=-1\n", wantErr: `invalid size "-1"`},
+		{text: "cr.criu.irmap-scan-paths=/etc/app, /var/lib/app\n", irmap: []string{"/etc/app", "/var/lib/app"},
+			want: Settings{CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20}},
+		{text: "cr.criu.irmap-scan-paths=etc\n", wantErr: `FILE:1: cr.criu.irmap-scan-paths: irmap scan path "etc" must be an absolute path`},
+		{text: "cr.criu.irmap-scan-paths=/a/../b\n", wantErr: `irmap scan path "/a/../b" is not a clean path (want "/b")`},
+		{text: "cr.criu.irmap-scan-paths=/a b\n", wantErr: `irmap scan path "/a b" contains white space`},
+		{text: "cr.criu.irmap-scan-paths=/a,/a\n", wantErr: `irmap scan path "/a" is listed twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
@@ -44,6 +51,9 @@ func TestCRIUKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := Settings{CheckpointTimeout: s.CheckpointTimeout, CRIUOptions: s.CRIUOptions, CRIUGhostLimit: s.CRIUGhostLimit}
+			if !reflect.DeepEqual(s.CRIUIrmapScanPaths, tt.irmap) {
+				t.Errorf("irmap scan paths %q, want %q", s.CRIUIrmapScanPaths, tt.irmap)
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}

@@ -40,6 +40,7 @@ const (
 	KeyCheckpointTimeout   = "cr.checkpoint.timeout"
 	KeyCRIUOptions         = "cr.criu.options"
 	KeyCRIUGhostLimit      = "cr.criu.ghost-limit"
+	KeyCRIUIrmapScanPaths  = "cr.criu.irmap-scan-paths"
 )
 
 // DefaultPath is where the properties file is looked for when neither --config nor
@@ -142,6 +143,10 @@ var keys = []keyDef{
 	{KeyCRIUOptions, "", setCRIUOptions},
 	{KeyCRIUGhostLimit, "1M", func(s *Settings, v string) (err error) {
 		s.CRIUGhostLimit, err = size(v)
+		return err
+	}},
+	{KeyCRIUIrmapScanPaths, "", func(s *Settings, v string) (err error) {
+		s.CRIUIrmapScanPaths, err = pathList(v, "irmap scan path")
 		return err
 	}},
 }
@@ -416,4 +421,31 @@ func size(v string) (uint64, error) {
 		return 0, fmt.Errorf("size %q must be between 1 byte and 8 EiB", v)
 	}
 	return n << shift, nil
+}
+
+// pathList parses comma-separated absolute, clean paths (what is "what" in errors).
+func pathList(v, what string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		switch {
+		case strings.ContainsRune(p, 0):
+			return nil, fmt.Errorf("%s %q contains a NUL byte", what, p)
+		case !strings.HasPrefix(p, "/"):
+			return nil, fmt.Errorf("%s %q must be an absolute path", what, p)
+		case path.Clean(p) != p:
+			return nil, fmt.Errorf("%s %q is not a clean path (want %q)", what, p, path.Clean(p))
+		case strings.ContainsAny(p, " \t\n\r"):
+			return nil, fmt.Errorf("%s %q contains white space (CRIU's configuration file cannot hold it)", what, p)
+		case seen[p]:
+			return nil, fmt.Errorf("%s %q is listed twice", what, p)
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	return out, nil
 }

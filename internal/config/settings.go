@@ -74,6 +74,9 @@ type Settings struct {
 	CRIUOptions []string
 	// CRIUGhostLimit is cr.criu.ghost-limit in bytes.
 	CRIUGhostLimit uint64
+	// CRIUIrmapScanPaths is cr.criu.irmap-scan-paths: where CRIU looks for files watched by
+	// inotify/fanotify whose file handle it cannot open.
+	CRIUIrmapScanPaths []string
 
 	// File is the properties file that was read ("" when none was).
 	File string

@@ -32,6 +32,8 @@ type CRIUOptions struct {
 	// GhostLimit is the largest deleted-but-open file CRIU saves in the images, in bytes
 	// (0: CRIU's default).
 	GhostLimit uint64
+	// IrmapScanPaths are where CRIU looks for watched files it cannot open by handle.
+	IrmapScanPaths []string
 }
 
 // criuFeature is how one of cr.criu.options reaches CRIU: a field of libcontainer's options
@@ -94,6 +96,9 @@ func (o CRIUOptions) configFile() string {
 		if f := criuFeatures[name]; f.conf != "" {
 			b.WriteString(f.conf + "\n")
 		}
+	}
+	for _, p := range o.IrmapScanPaths {
+		b.WriteString("irmap-scan-path " + p + "\n")
 	}
 	if o.GhostLimit > 0 {
 		b.WriteString("ghost-limit " + strconv.FormatUint(o.GhostLimit, 10) + "\n")

@@ -42,15 +42,19 @@ func Prepare(dir string) (*Rootfs, error) {
 	if err := unix.Mount("/", r.lower, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind the pod root to %s: %w", r.lower, err)
 	}
-	// index=on,nfs_export=on make the overlay's file handles decodable: CRIU finds the files
-	// that inotify/fanotify watches by their handle ("fsnotify: Can't dump that handle"
-	// otherwise). The kernel turns both off by itself when a layer cannot (the pod's root is
-	// an overlay itself); a kernel that refuses them outright gets a plain overlay.
+	// CRIU finds the files inotify/fanotify watch by their file handle, else by scanning
+	// paths for their device and inode ("fsnotify: Can't dump that handle" when both fail).
+	// index=on,nfs_export=on make the overlay's handles decodable, which the kernel keeps
+	// only when every layer supports handles (not when the pod's root is an overlay);
+	// xino=on gives every file the overlay's device and a stable inode number, so that the
+	// scan matches. A kernel that refuses the options outright gets a plain overlay.
 	base := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", r.lower, r.upper, filepath.Join(dir, "work"))
-	err := unix.Mount("overlay", r.Path, "overlay", 0, base+",index=on,nfs_export=on")
-	if err != nil {
+	var err error
+	for _, extra := range []string{",index=on,nfs_export=on,xino=on", ",xino=on", ""} {
 		_ = os.RemoveAll(filepath.Join(dir, "work", "index"))
-		err = unix.Mount("overlay", r.Path, "overlay", 0, base)
+		if err = unix.Mount("overlay", r.Path, "overlay", 0, base+extra); err == nil {
+			break
+		}
 	}
 	if err != nil {
 		// Some hosts (an old kernel, an upper layer on overlay) refuse; fall back to a

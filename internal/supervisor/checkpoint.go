@@ -339,6 +339,7 @@ func (s *Supervisor) criuOptions(images, work string, leaveRunning bool) contain
 		LeaveRunning:   leaveRunning,
 		Features:       s.Settings.CRIUOptions,
 		GhostLimit:     s.Settings.CRIUGhostLimit,
+		IrmapScanPaths: s.Settings.CRIUIrmapScanPaths,
 	}
 }
 

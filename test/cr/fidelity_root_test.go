@@ -239,7 +239,7 @@ func TestCRIUOptionsValidated(t *testing.T) {
 	if !strings.Contains(p.Stderr.String(), "cr.criu.options") || !strings.Contains(p.Stderr.String(), `"--leave-running"`) {
 		t.Errorf("the error does not name the key and the option\nstderr:\n%s", p.Stderr)
 	}
-	a.mustCheckpoint("cr.criu.options=link-remap,file-locks,tcp-skip-in-flight,ext-unix-sk,force-irmap")
+	a.mustCheckpoint("cr.criu.options=link-remap,file-locks,tcp-skip-in-flight,ext-unix-sk,force-irmap", "cr.criu.irmap-scan-paths=/var/tmp,/opt")
 	r := a.restoreReady("cr.criu.options=link-remap,file-locks,tcp-skip-in-flight,ext-unix-sk,force-irmap,skip-file-rwx-check,tcp-close")
 	harness.AssertRestored(t, r)
 	harness.Stop(t, r)
