@@ -109,7 +109,7 @@ func (s *Supervisor) keepServing(ctx context.Context, a *app, w *checkpoint.Writ
 		err = fmt.Errorf("%w; and the app cannot be thawed: %v", err, rerr)
 		return 1, err
 	}
-	if s.Settings.CheckpointExit || isDone(a.exited) {
+	if s.Settings.CheckpointExit || isDone(a.exited) || ctx.Err() != nil {
 		return 1, err
 	}
 	w.Unlock()
@@ -223,13 +223,16 @@ func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error
 	// Nothing of CRIU's work directory stays, whatever happens (its log went to the error).
 	defer os.RemoveAll(work)
 	images := filepath.Join(dir, checkpoint.ImagesDir)
+	// Frozen, the app is dumped as it is and can be left alive: CRIU then leaves it frozen.
+	frozen := true
 	if err := a.c.Pause(); err != nil {
-		return 0, err
+		s.Log.WithError(err).Warn("the app cannot be frozen: CRIU dumps it and then stops it, so a failure after the dump ends it")
+		frozen = false
 	}
 	for attempt := 1; ; attempt++ {
 		release := s.Reaper.Hold()
 		dctx, cancel := context.WithTimeout(ctx, s.Settings.CheckpointTimeout)
-		err = a.c.Checkpoint(dctx, s.criuOptions(images, work, true))
+		err = a.c.Checkpoint(dctx, s.criuOptions(images, work, frozen))
 		cancel()
 		release()
 		keepCRIULog(work, "dump.log")
@@ -249,17 +252,23 @@ func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error
 		s.Log.WithError(err).WithField("attempt", attempt).Warn("dump failed on a TCP socket; trying again")
 		_ = os.RemoveAll(images)
 		_ = os.RemoveAll(work)
-		if err := a.c.Resume(); err != nil {
-			return 0, err
+		if frozen {
+			if err := a.c.Resume(); err != nil {
+				return 0, err
+			}
 		}
 		time.Sleep(200 * time.Millisecond)
-		if err := a.c.Pause(); err != nil {
-			return 0, err
+		if frozen {
+			if err := a.c.Pause(); err != nil {
+				return 0, err
+			}
 		}
 	}
 	// CRIU leaves a frozen app frozen; should another CRIU not, the rest of the checkpoint
 	// must still see the app as it was dumped.
-	if !a.c.Paused() {
+	if !frozen {
+		<-a.exited // CRIU stopped it
+	} else if !a.c.Paused() {
 		s.Log.Debug("the app runs after the dump; freezing it again")
 		if err := a.c.Pause(); err != nil {
 			return 0, err

@@ -287,3 +287,65 @@ func TestLockedFileIdentity(t *testing.T) {
 		})
 	}
 }
+
+// One small program per kernel feature is checkpointed and restored, and the restored object
+// still works; what does not work yet fails the way README's Limits say. When a row starts
+// to work (or fails differently), update the row and README together.
+func TestKernelFeatures(t *testing.T) {
+	for _, c := range []struct {
+		feature string
+		path    bool     // the object is on a file of the app's root filesystem
+		extra   []string // properties for checkpoint and restore
+		// What README's Limits say for what does not work yet: the checkpoint fails, or the
+		// restore falls back, with this in the error ("": everything works).
+		dumpFails, restoreFails string
+	}{
+		{feature: "inotify", path: true},
+		{feature: "fanotify", path: true},
+		{feature: "flock", path: true},
+		{feature: "ofd-lock", path: true},
+		{feature: "posix-timer"},
+		{feature: "sysv-shm"},
+		{feature: "posix-shm"},
+		{feature: "eventfd"},
+		{feature: "signalfd"},
+		{feature: "timerfd"},
+		{feature: "memfd"},
+		{feature: "ghost-file", path: true, extra: []string{"cr.criu.ghost-limit=4M"}},
+		// Issue 8 items 1 and 2, fixed on other branches: flip these rows when they land.
+		{feature: "fifo", path: true, restoreFails: "Can't open fake fifo"},
+		{feature: "unix-socket", path: true, dumpFails: "archive/tar: sockets not supported"},
+	} {
+		t.Run(c.feature, func(t *testing.T) {
+			p := ""
+			if c.path {
+				p = rootfsPath(t, "object")
+			}
+			a := newFeatureApp(t, c.feature, p)
+			cp, code := a.checkpoint(harness.Options{}, c.extra...)
+			if c.dumpFails != "" {
+				if code == 0 || !strings.Contains(cp.Stderr.String(), c.dumpFails) {
+					t.Fatalf("checkpoint exited %d; the table says it fails with %q: update the table and README\nstderr:\n%s", code, c.dumpFails, cp.Stderr)
+				}
+				return
+			}
+			if code != 0 {
+				t.Fatalf("checkpoint exited %d\nstderr:\n%s", code, cp.Stderr)
+			}
+			r := a.restore(harness.Options{}, c.extra...)
+			harness.WaitLog(t, r, "phase", "ready", time.Minute)
+			if c.restoreFails != "" {
+				if e := findLog(r, "phase", "fallback"); e == nil || !strings.Contains(e.Str("error"), c.restoreFails) {
+					t.Fatalf("the table says the restore falls back with %q: update the table and README\nstderr:\n%s", c.restoreFails, r.Stderr)
+				}
+				harness.Stop(t, r)
+				return
+			}
+			harness.AssertRestored(t, r)
+			if msg := a.check(); msg != "" {
+				t.Errorf("after the restore: %s", msg)
+			}
+			harness.Stop(t, r)
+		})
+	}
+}

@@ -251,7 +251,8 @@ func setupFanotify(p string) error {
 	if err := touch(p); err != nil {
 		return err
 	}
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_NONBLOCK|unix.FAN_CLOEXEC, unix.O_RDONLY)
+	// FAN_REPORT_FID: the unprivileged form (the app has no CAP_SYS_ADMIN).
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_REPORT_FID|unix.FAN_NONBLOCK|unix.FAN_CLOEXEC, unix.O_RDONLY)
 	if err != nil {
 		return fmt.Errorf("fanotify_init: %w", err)
 	}
@@ -275,9 +276,6 @@ func checkFanotify() (string, error) {
 		return "", fmt.Errorf("read fanotify event: %d bytes: %v", n, err)
 	}
 	ev := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[0]))
-	if ev.Fd >= 0 {
-		unix.Close(int(ev.Fd))
-	}
 	if ev.Mask&unix.FAN_MODIFY == 0 {
 		return "", fmt.Errorf("fanotify event mask %#x, want FAN_MODIFY", ev.Mask)
 	}
