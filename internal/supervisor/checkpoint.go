@@ -224,10 +224,16 @@ func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error
 	defer os.RemoveAll(work)
 	images := filepath.Join(dir, checkpoint.ImagesDir)
 	// Frozen, the app is dumped as it is and can be left alive: CRIU then leaves it frozen.
-	frozen := true
-	if err := a.c.Pause(); err != nil {
-		s.Log.WithError(err).Warn("the app cannot be frozen: CRIU dumps it and then stops it, so a failure after the dump ends it")
-		frozen = false
+	// Not with cr.criu.tcp-established: CRIU unlocks the network when it leaves an app
+	// alive, and stopping the app afterwards would close its connections towards their
+	// peers, which a restore in this network namespace could otherwise take over; CRIU
+	// stops that app itself, with its connections locked.
+	frozen := !s.Settings.TCPEstablished
+	if frozen {
+		if err := a.c.Pause(); err != nil {
+			s.Log.WithError(err).Warn("the app cannot be frozen: CRIU dumps it and then stops it, so a failure after the dump ends it")
+			frozen = false
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		release := s.Reaper.Hold()
