@@ -3,6 +3,7 @@ package cr
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -348,4 +349,47 @@ func TestKernelFeatures(t *testing.T) {
 			harness.Stop(t, r)
 		})
 	}
+}
+
+// With cr.criu.tcp-established an app holding a connection to a peer outside still
+// checkpoints and restores in the same network namespace: CRIU, not crwrap, stops it at the
+// end of the dump, with its connections locked for the restore.
+func TestTCPEstablishedCheckpoint(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan net.Conn, 16)
+	t.Cleanup(func() {
+		l.Close()
+		for {
+			select {
+			case c := <-conns:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case conns <- c:
+			default:
+				c.Close()
+			}
+		}
+	}()
+	a := newTestApp(t, "-connect", l.Addr().String())
+	want := a.mustCheckpoint("cr.criu.tcp-established=true")
+	r := a.restoreReady("cr.criu.tcp-established=true")
+	harness.AssertRestored(t, r)
+	if got := a.get("/value"); got != want {
+		t.Errorf("/value = %q, want the checkpointed %q", got, want)
+	}
+	harness.Stop(t, r)
 }
