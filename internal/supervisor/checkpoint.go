@@ -273,7 +273,11 @@ func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error
 	// CRIU leaves a frozen app frozen; should another CRIU not, the rest of the checkpoint
 	// must still see the app as it was dumped.
 	if !frozen {
-		<-a.exited // CRIU stopped it
+		select {
+		case <-a.exited: // CRIU stopped it
+		case <-time.After(10 * time.Second):
+			return 0, errors.New("the app still runs 10 s after CRIU dumped it and should have stopped it")
+		}
 	} else if !a.c.Paused() {
 		s.Log.Debug("the app runs after the dump; freezing it again")
 		if err := a.c.Pause(); err != nil {
