@@ -1,7 +1,10 @@
 package container
 
 import (
+	"os"
+	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/crwrap/crwrap/internal/config"
 )
@@ -33,5 +36,34 @@ func TestCRIUOptions(t *testing.T) {
 	}
 	if _, err := (CRIUOptions{Features: []string{"leave-running"}}).lib(); err == nil {
 		t.Error("an unknown option was accepted")
+	}
+}
+
+// killCRIUChildren ends "criu swrk" children of this process, and only them.
+func TestKillCRIUChildren(t *testing.T) {
+	if got, want := parentOf(os.Getpid()), os.Getppid(); got != want {
+		t.Fatalf("parentOf(self) = %d, want %d", got, want)
+	}
+	criu := exec.Command("/bin/sh", "-c", "sleep 100", "swrk", "3") // argv ends like CRIU's
+	other := exec.Command("/bin/sh", "-c", "sleep 100", "other")
+	for _, c := range []*exec.Cmd{criu, other} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	done := make(chan error, 1)
+	go func() { done <- criu.Wait() }()
+	killed := killCRIUChildren()
+	if len(killed) != 1 || killed[0] != criu.Process.Pid {
+		t.Errorf("killed %v, want [%d]", killed, criu.Process.Pid)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the CRIU-like child still runs")
+	}
+	if parentOf(other.Process.Pid) != os.Getpid() {
+		t.Error("another child was killed")
 	}
 }
