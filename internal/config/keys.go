@@ -37,6 +37,10 @@ const (
 	KeyLogLevel            = "cr.log.level"
 	KeyMetricsAddress      = "cr.metrics.address"
 	KeyMode                = "cr.mode"
+	KeyCheckpointTimeout   = "cr.checkpoint.timeout"
+	KeyCRIUOptions         = "cr.criu.options"
+	KeyCRIUGhostLimit      = "cr.criu.ghost-limit"
+	KeyCRIUIrmapScanPaths  = "cr.criu.irmap-scan-paths"
 )
 
 // DefaultPath is where the properties file is looked for when neither --config nor
@@ -132,6 +136,19 @@ var keys = []keyDef{
 		return err
 	}},
 	{KeyMetricsAddress, "", setMetrics},
+	{KeyCheckpointTimeout, "5m", func(s *Settings, v string) (err error) {
+		s.CheckpointTimeout, err = duration(v, false)
+		return err
+	}},
+	{KeyCRIUOptions, "", setCRIUOptions},
+	{KeyCRIUGhostLimit, "1M", func(s *Settings, v string) (err error) {
+		s.CRIUGhostLimit, err = size(v)
+		return err
+	}},
+	{KeyCRIUIrmapScanPaths, "", func(s *Settings, v string) (err error) {
+		s.CRIUIrmapScanPaths, err = pathList(v, "irmap scan path")
+		return err
+	}},
 }
 
 // Keys returns every known cr.* key, in the order of the DESIGN.md table.
@@ -343,4 +360,92 @@ func oneOf(v, what string, allowed ...string) (string, error) {
 		}
 	}
 	return v, fmt.Errorf("unknown %s %q (want %s)", what, v, strings.Join(allowed, ", "))
+}
+
+// CRIUFeatures are the CRIU options cr.criu.options accepts, each with what it is for; the
+// names are CRIU's own (its --NAME options).
+var CRIUFeatures = []struct{ Name, Doc string }{
+	{"file-locks", "checkpoint flock/POSIX/OFD locks (always on)"},
+	{"link-remap", "save files that are open but were deleted by linking them back (CRIU --link-remap)"},
+	{"ext-unix-sk", "allow unix sockets connected to a peer outside the app (CRIU --ext-unix-sk)"},
+	{"tcp-skip-in-flight", "drop TCP connections that are half-open at the dump instead of failing (CRIU --skip-in-flight)"},
+	{"tcp-close", "restore established TCP connections closed (CRIU --tcp-close)"},
+	{"shell-job", "allow a process group or session of the app that began outside it (CRIU --shell-job)"},
+	{"force-irmap", "find inotify/fanotify watched files by scanning paths, not by file handle (CRIU --force-irmap)"},
+	{"evasive-devices", "open device files by path when their device number changed (CRIU --evasive-devices)"},
+	{"skip-file-rwx-check", "restore files whose permissions changed since the dump (CRIU --skip-file-rwx-check)"},
+}
+
+func setCRIUOptions(s *Settings, v string) error {
+	s.CRIUOptions = nil
+	seen := map[string]bool{}
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		known := false
+		for _, f := range CRIUFeatures {
+			known = known || f.Name == o
+		}
+		if !known {
+			names := make([]string, len(CRIUFeatures))
+			for i, f := range CRIUFeatures {
+				names[i] = f.Name
+			}
+			return fmt.Errorf("unknown CRIU option %q (want a comma-separated list of %s)", o, strings.Join(names, ", "))
+		}
+		if seen[o] {
+			return fmt.Errorf("CRIU option %q is listed twice", o)
+		}
+		seen[o] = true
+		s.CRIUOptions = append(s.CRIUOptions, o)
+	}
+	return nil
+}
+
+var sizeRE = regexp.MustCompile(`^([0-9]+)([KMG]?)$`)
+
+// size parses a byte count with an optional K, M or G suffix (powers of 1024), as CRIU does.
+func size(v string) (uint64, error) {
+	m := sizeRE.FindStringSubmatch(v)
+	if m == nil {
+		return 0, fmt.Errorf("invalid size %q (bytes, or a number with K, M or G, e.g. 1M)", v)
+	}
+	n, err := strconv.ParseUint(m[1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q: %v", v, err)
+	}
+	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30}[m[2]]
+	if n == 0 || n > (1<<63)>>shift {
+		return 0, fmt.Errorf("size %q must be between 1 byte and 8 EiB", v)
+	}
+	return n << shift, nil
+}
+
+// pathList parses comma-separated absolute, clean paths (what is "what" in errors).
+func pathList(v, what string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		switch {
+		case strings.ContainsRune(p, 0):
+			return nil, fmt.Errorf("%s %q contains a NUL byte", what, p)
+		case !strings.HasPrefix(p, "/"):
+			return nil, fmt.Errorf("%s %q must be an absolute path", what, p)
+		case path.Clean(p) != p:
+			return nil, fmt.Errorf("%s %q is not a clean path (want %q)", what, p, path.Clean(p))
+		case strings.ContainsAny(p, " \t\n\r"):
+			return nil, fmt.Errorf("%s %q contains white space (CRIU's configuration file cannot hold it)", what, p)
+		case seen[p]:
+			return nil, fmt.Errorf("%s %q is listed twice", what, p)
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -28,6 +28,7 @@ func TestLoadDefaults(t *testing.T) {
 		Mode: ModeRun, CheckpointRoot: "/cr", ReadinessInterval: 20 * time.Millisecond,
 		ReadinessTimeout: 10 * time.Minute, CheckpointRefresh: "auto", RestoreFallback: "cold",
 		RestoreVerify: "size", RestoreLazy: true, Command: []string{"app"}, LogFormat: "text", LogLevel: "info",
+		CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
@@ -77,6 +78,7 @@ other.key=ignored ${nope
 				Template: "/etc/crwrap/config.json.tmpl", Mounts: []string{"/data", "/var/cache/app"},
 				CRIUPath: "/opt/criu/criu", TCPEstablished: true, LogFormat: "json", LogLevel: "debug",
 				MetricsAddress: ":9090", File: s.File,
+				CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20,
 			}
 			if !reflect.DeepEqual(*s, want) {
 				t.Errorf("got  %+v\nwant %+v", *s, want)

@@ -67,6 +67,17 @@ type Settings struct {
 	// MetricsAddress is cr.metrics.address: host:port, "" for off.
 	MetricsAddress string
 
+	// CheckpointTimeout is cr.checkpoint.timeout: how long CRIU's dump may take before it
+	// is stopped and the app keeps running.
+	CheckpointTimeout time.Duration
+	// CRIUOptions is cr.criu.options: names from CRIUFeatures.
+	CRIUOptions []string
+	// CRIUGhostLimit is cr.criu.ghost-limit in bytes.
+	CRIUGhostLimit uint64
+	// CRIUIrmapScanPaths is cr.criu.irmap-scan-paths: where CRIU looks for files watched by
+	// inotify/fanotify whose file handle it cannot open.
+	CRIUIrmapScanPaths []string
+
 	// File is the properties file that was read ("" when none was).
 	File string
 }

@@ -76,6 +76,7 @@ func (r *Runtime) create(cfg Config) (*Container, error) {
 	// If crwrap dies without a chance to clean up, the app dies with it: its PID
 	// namespace goes when its init does.
 	lcfg.ParentDeathSignal = int(unix.SIGKILL)
+	lcfg.Labels = append(lcfg.Labels, r.criuConfigLabel(cfg.ID))
 	c, err := libcontainer.Create(r.Root, cfg.ID, lcfg)
 	if err != nil {
 		r.unlockID(cfg.ID, lock)
@@ -203,6 +204,7 @@ func (r *Runtime) lockID(id string) (*os.File, error) {
 
 func (r *Runtime) unlockID(id string, f *os.File) {
 	_ = os.Remove(filepath.Join(r.Root, id+".lock"))
+	_ = os.Remove(r.criuConfigPath(id))
 	f.Close()
 }
 

@@ -42,8 +42,21 @@ func Prepare(dir string) (*Rootfs, error) {
 	if err := unix.Mount("/", r.lower, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind the pod root to %s: %w", r.lower, err)
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", r.lower, r.upper, filepath.Join(dir, "work"))
-	if err := unix.Mount("overlay", r.Path, "overlay", 0, opts); err != nil {
+	// CRIU finds the files inotify/fanotify watch by their file handle, else by scanning
+	// paths for their device and inode ("fsnotify: Can't dump that handle" when both fail).
+	// index=on,nfs_export=on make the overlay's handles decodable, which the kernel keeps
+	// only when every layer supports handles (not when the pod's root is an overlay);
+	// xino=on gives every file the overlay's device and a stable inode number, so that the
+	// scan matches. A kernel that refuses the options outright gets a plain overlay.
+	base := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", r.lower, r.upper, filepath.Join(dir, "work"))
+	var err error
+	for _, extra := range []string{",index=on,nfs_export=on,xino=on", ",xino=on", ""} {
+		_ = os.RemoveAll(filepath.Join(dir, "work", "index"))
+		if err = unix.Mount("overlay", r.Path, "overlay", 0, base+extra); err == nil {
+			break
+		}
+	}
+	if err != nil {
 		// Some hosts (an old kernel, an upper layer on overlay) refuse; fall back to a
 		// writable bind so the app still runs, without rootfs-diff support.
 		if berr := unix.Mount(r.lower, r.Path, "", unix.MS_BIND, ""); berr != nil {

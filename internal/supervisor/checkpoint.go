@@ -76,17 +76,21 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	size, err := s.dump(a, tmp)
+	// The app is frozen during the dump and stays frozen (CRIU leaves it as it found it)
+	// until the checkpoint is published: a failure at any step before that thaws it, and
+	// the checkpoint pod keeps its app.
+	size, err := s.dump(ctx, a, tmp)
+	t := time.Now()
+	if err == nil {
+		err = w.Publish(tmp)
+	}
 	if err != nil {
 		_ = w.Discard(tmp)
-		return 1, fmt.Errorf("checkpoint %s: nothing published: %w", st.Path(), err)
-	}
-	t := time.Now()
-	if err := w.Publish(tmp); err != nil {
-		_ = w.Discard(tmp)
-		return 1, fmt.Errorf("checkpoint %s: nothing published: %w", st.Path(), err)
+		return s.keepServing(ctx, a, w, fmt.Errorf("checkpoint %s: nothing published: %w", st.Path(), err))
 	}
 	s.phase("publish", t, logrus.Fields{"checkpoint": st.Path(), "bytes": size})
+	// What a dump without --leave-running would have done: the app ends here.
+	s.stopFrozen(a)
 	total := time.Since(begin)
 	s.Metrics.ObserveCheckpoint(total, size)
 	s.summary("checkpoint published", logrus.Fields{"checkpoint": st.Path(), "bytes": size, "total_ms": total.Milliseconds()})
@@ -95,6 +99,36 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 	}
 	w.Unlock()
 	return s.idle(ctx)
+}
+
+// keepServing is where a checkpoint that failed after the app was ready goes: the app is
+// thawed and served as in run mode (a DaemonSet pod keeps a working app), or, with
+// cr.checkpoint.exit (a Job), crwrap exits 1. Nothing was published.
+func (s *Supervisor) keepServing(ctx context.Context, a *app, w *checkpoint.Writer, err error) (int, error) {
+	if rerr := a.c.Resume(); rerr != nil {
+		err = fmt.Errorf("%w; and the app cannot be thawed: %v", err, rerr)
+		return 1, err
+	}
+	if s.Settings.CheckpointExit || isDone(a.exited) || ctx.Err() != nil {
+		return 1, err
+	}
+	w.Unlock()
+	s.Log.WithFields(logrus.Fields{"phase": "checkpoint-failed", "error": err.Error()}).
+		Error("checkpoint failed, nothing published; the app keeps running")
+	return s.serve(ctx, a)
+}
+
+// stopFrozen kills the frozen app and thaws it so that it can die.
+func (s *Supervisor) stopFrozen(a *app) {
+	_ = a.c.Signal(killSignal)
+	if err := a.c.Resume(); err != nil {
+		s.Log.WithError(err).Warn("thaw the checkpointed app to stop it")
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		s.Log.WithField("container", a.id).Warn("the checkpointed app did not exit after SIGKILL")
+	}
 }
 
 // dumpAttempts is how often a dump failing on a TCP socket is tried.
@@ -167,7 +201,9 @@ func (s *Supervisor) check(r *checkpoint.Reader) (*checkpoint.Manifest, error) {
 }
 
 // dump checkpoints the running app into dir in the archive layout and returns its size.
-func (s *Supervisor) dump(a *app, dir string) (int64, error) {
+// The app is frozen first and stays frozen after a successful dump (the caller thaws or
+// stops it); it is never killed here.
+func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error) {
 	t := time.Now()
 	pids, err := a.c.Processes()
 	if err != nil {
@@ -181,28 +217,70 @@ func (s *Supervisor) dump(a *app, dir string) (int64, error) {
 
 	t = time.Now()
 	work := filepath.Join(a.dir, "criu-dump")
+	// Nothing of CRIU's work directory stays, whatever happens (its log went to the error).
+	defer os.RemoveAll(work)
 	images := filepath.Join(dir, checkpoint.ImagesDir)
+	// Frozen, the app is dumped as it is and can be left alive: CRIU then leaves it frozen.
+	// Not with cr.criu.tcp-established: CRIU unlocks the network when it leaves an app
+	// alive, and stopping the app afterwards would close its connections towards their
+	// peers, which a restore in this network namespace could otherwise take over; CRIU
+	// stops that app itself, with its connections locked.
+	frozen := !s.Settings.TCPEstablished
+	if frozen {
+		if err := a.c.Pause(); err != nil {
+			s.Log.WithError(err).Warn("the app cannot be frozen: CRIU dumps it and then stops it, so a failure after the dump ends it")
+			frozen = false
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		release := s.Reaper.Hold()
-		err = a.c.Checkpoint(container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished})
+		dctx, cancel := context.WithTimeout(ctx, s.Settings.CheckpointTimeout)
+		err = a.c.Checkpoint(dctx, s.criuOptions(images, work, frozen))
+		cancel()
 		release()
 		keepCRIULog(work, "dump.log")
 		if err == nil {
 			break
 		}
 		tail := criuLogTail(filepath.Join(work, "dump.log"))
+		if errors.Is(err, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("the dump did not end within %s (cr.checkpoint.timeout): %w%s", s.Settings.CheckpointTimeout, err, tail)
+		}
 		err = fmt.Errorf("%w%s", err, tail)
 		// A connection that is just being closed (the last readiness probe's, a client's)
 		// makes CRIU refuse; CRIU left the app running, so a moment later the dump works.
-		if attempt == dumpAttempts || !strings.Contains(tail, "TCP") || isDone(a.exited) {
+		if attempt == dumpAttempts || !strings.Contains(tail, "TCP") || isDone(a.exited) || ctx.Err() != nil {
 			return 0, err
 		}
 		s.Log.WithError(err).WithField("attempt", attempt).Warn("dump failed on a TCP socket; trying again")
 		_ = os.RemoveAll(images)
 		_ = os.RemoveAll(work)
+		if frozen {
+			if err := a.c.Resume(); err != nil {
+				return 0, err
+			}
+		}
 		time.Sleep(200 * time.Millisecond)
+		if frozen {
+			if err := a.c.Pause(); err != nil {
+				return 0, err
+			}
+		}
 	}
-	<-a.exited
+	// CRIU leaves a frozen app frozen; should another CRIU not, the rest of the checkpoint
+	// must still see the app as it was dumped.
+	if !frozen {
+		select {
+		case <-a.exited: // CRIU stopped it
+		case <-time.After(10 * time.Second):
+			return 0, errors.New("the app still runs 10 s after CRIU dumped it and should have stopped it")
+		}
+	} else if !a.c.Paused() {
+		s.Log.Debug("the app runs after the dump; freezing it again")
+		if err := a.c.Pause(); err != nil {
+			return 0, err
+		}
+	}
 	fields := logrus.Fields{}
 	if st, err := readDumpStats(work); err == nil {
 		fields["criu_frozen_ms"] = st.FrozenTime.Milliseconds()
@@ -266,6 +344,19 @@ func (s *Supervisor) dump(a *app, dir string) (int64, error) {
 	}
 	s.phase("write", t, logrus.Fields{"bytes": size})
 	return size, nil
+}
+
+// criuOptions are the CRIU options of the settings for images and a work directory.
+func (s *Supervisor) criuOptions(images, work string, leaveRunning bool) container.CRIUOptions {
+	return container.CRIUOptions{
+		ImagesDir:      images,
+		WorkDir:        work,
+		TCPEstablished: s.Settings.TCPEstablished,
+		LeaveRunning:   leaveRunning,
+		Features:       s.Settings.CRIUOptions,
+		GhostLimit:     s.Settings.CRIUGhostLimit,
+		IrmapScanPaths: s.Settings.CRIUIrmapScanPaths,
+	}
 }
 
 func writeJSON(p string, v any) error {

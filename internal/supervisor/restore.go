@@ -163,7 +163,7 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 	}
 	release := s.Reaper.Hold()
 	c, err := s.Runtime.Restore(container.Config{ID: a.id, Spec: a.spec, Stdout: s.Stdout, Stderr: s.Stderr},
-		container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished, LazyPages: lazy})
+		s.restoreOptions(images, work, lazy))
 	if err == nil {
 		s.protect(c)
 	}
@@ -208,6 +208,13 @@ func applyDiff(upper string, r *checkpoint.Reader) error {
 		return fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
 	}
 	return nil
+}
+
+// restoreOptions are the CRIU options of a restore from images, eager or lazy.
+func (s *Supervisor) restoreOptions(images, work string, lazy bool) container.CRIUOptions {
+	o := s.criuOptions(images, work, false)
+	o.LazyPages = lazy
+	return o
 }
 
 // find opens the checkpoint, waiting up to cr.restore.wait for it to appear.
