@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/kballard/go-shellquote"
 )
 
@@ -37,6 +38,9 @@ const (
 	KeyLogLevel            = "cr.log.level"
 	KeyMetricsAddress      = "cr.metrics.address"
 	KeyMode                = "cr.mode"
+	KeyCheckpointImage     = "cr.checkpoint.image"
+	KeyCheckpointCache     = "cr.checkpoint.cache"
+	KeyPullTimeout         = "cr.checkpoint.pull-timeout"
 )
 
 // DefaultPath is where the properties file is looked for when neither --config nor
@@ -132,6 +136,31 @@ var keys = []keyDef{
 		return err
 	}},
 	{KeyMetricsAddress, "", setMetrics},
+	{KeyCheckpointImage, "", setImage},
+	{KeyCheckpointCache, "/cr-cache", func(s *Settings, v string) (err error) {
+		s.CheckpointCache, err = absPath(v)
+		return err
+	}},
+	{KeyPullTimeout, "2m", func(s *Settings, v string) (err error) {
+		s.PullTimeout, err = duration(v, false)
+		return err
+	}},
+}
+
+// setImage checks cr.checkpoint.image: an OCI repository, without tag or digest (crwrap
+// derives the tag).
+func setImage(s *Settings, v string) error {
+	s.CheckpointImage = v
+	if v == "" {
+		return nil
+	}
+	if strings.ContainsAny(v, "@") || strings.Contains(v[strings.LastIndex(v, "/")+1:], ":") {
+		return fmt.Errorf("checkpoint image %q must be a repository without tag or digest (crwrap derives the tag)", v)
+	}
+	if _, err := name.NewRepository(v); err != nil {
+		return fmt.Errorf("checkpoint image %q is not an OCI repository: %v", v, err)
+	}
+	return nil
 }
 
 // Keys returns every known cr.* key, in the order of the DESIGN.md table.

@@ -67,6 +67,16 @@ type Settings struct {
 	// MetricsAddress is cr.metrics.address: host:port, "" for off.
 	MetricsAddress string
 
+	// CheckpointImage is cr.checkpoint.image: the OCI repository checkpoints are pushed to and
+	// pulled from ("" for off).
+	CheckpointImage string
+	// CheckpointCache is cr.checkpoint.cache: the node's cache of pulled checkpoints (a
+	// read-write hostPath shared by the node's restore pods).
+	CheckpointCache string
+	// PullTimeout is cr.checkpoint.pull-timeout: how long a restore spends getting a checkpoint
+	// from the registry (its own pull, or waiting for another pod's) before starting cold.
+	PullTimeout time.Duration
+
 	// File is the properties file that was read ("" when none was).
 	File string
 }
