@@ -41,6 +41,8 @@ func reasonOf(err error) string {
 		return ReasonIncompatible
 	case errors.Is(err, ErrNotReady):
 		return ReasonNotReady
+	case errors.Is(err, errPull):
+		return pullReason(err)
 	default:
 		return ReasonRestore
 	}
@@ -84,7 +86,7 @@ func (s *Supervisor) stop(a *app) (int, error) {
 // On error nothing of the attempt is left.
 func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, error) {
 	st := s.store()
-	r, err := s.find(ctx, st)
+	r, err := s.locate(ctx, st) // found and checked: the node's own, or pulled (remote.go)
 	if err != nil {
 		return nil, err
 	}
@@ -94,12 +96,6 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 			r.Close()
 		}
 	}()
-
-	t := time.Now()
-	if _, err := s.check(r.Dir); err != nil {
-		return nil, err
-	}
-	s.phase("verify", t, logrus.Fields{"checkpoint": r.Dir, "verify": s.Settings.RestoreVerify})
 
 	a, lz, err := s.restoreOnce(r, s.Settings.RestoreLazy)
 	if err != nil && s.Settings.RestoreLazy {

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
+
+	"github.com/crwrap/crwrap/internal/checkpoint"
+	"github.com/crwrap/crwrap/internal/registry"
+	"github.com/crwrap/crwrap/internal/version"
+)
+
+func remoteOptions() []registry.Option {
+	return []registry.Option{registry.WithRemote(
+		remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithUserAgent("crwrap/"+version.Version),
+	)}
+}
+
+func newPushCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "push DIR REF",
+		Short: "Push a checkpoint directory to an OCI registry",
+		Long: `Push the checkpoint DIR (or the <root>/<directory>/<name> link to it) as an OCI image.
+REF is a repository (registry.example.com/team/app), and the tag is derived from the
+checkpoint's app and host class as a restoring node derives it, or repository:tag to choose
+the tag. Credentials come from the Docker config ($DOCKER_CONFIG/config.json). Prints the
+pushed reference with its digest.`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := checkpoint.Hold(args[0])
+			if err != nil {
+				return fmt.Errorf("push %s: %w", args[0], err)
+			}
+			defer r.Close()
+			var p *registry.Pushed
+			if repo, rerr := name.NewRepository(args[1]); rerr == nil {
+				p, err = registry.PushTo(cmd.Context(), r.Dir, repo, remoteOptions()...)
+			} else if tag, terr := name.NewTag(args[1]); terr == nil && strings.Contains(args[1][strings.LastIndex(args[1], "/")+1:], ":") {
+				p, err = registry.Push(cmd.Context(), r.Dir, tag, remoteOptions()...)
+			} else {
+				return usageError{fmt.Errorf("push: %q is neither a repository nor repository:tag", args[1])}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s\n", p.Ref, p.Digest.DigestStr())
+			return nil
+		},
+	}
+}
+
+func newPullCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "pull REF DIR",
+		Short: "Pull a checkpoint image into a new checkpoint directory crwrap can restore",
+		Long: `Pull the checkpoint image REF (repository:tag or repository@sha256:...) into DIR, which
+must not exist. Every blob's digest is checked while it is written and every file against
+crwrap.json; on any failure nothing is left. checkpointctl reads the result.`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := name.ParseReference(args[0])
+			if err != nil {
+				return usageError{fmt.Errorf("pull: %q: %v", args[0], err)}
+			}
+			if _, err := os.Lstat(args[1]); err == nil {
+				return usageError{fmt.Errorf("pull into %s: it exists already", args[1])}
+			}
+			res, err := registry.Resolve(cmd.Context(), ref, registry.Want{}, remoteOptions()...)
+			if err != nil {
+				return err
+			}
+			b := make([]byte, 6)
+			_, _ = rand.Read(b)
+			dst := filepath.Clean(args[1])
+			tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-"+hex.EncodeToString(b))
+			if err := os.Mkdir(tmp, 0o700); err != nil {
+				return fmt.Errorf("pull into %s: %w", args[1], err)
+			}
+			if _, err := registry.Pull(cmd.Context(), res, tmp, remoteOptions()...); err != nil {
+				_ = os.RemoveAll(tmp)
+				return err
+			}
+			if err := os.Rename(tmp, dst); err != nil {
+				_ = os.RemoveAll(tmp)
+				if errors.Is(err, os.ErrExist) {
+					return usageError{fmt.Errorf("pull into %s: it exists already", args[1])}
+				}
+				return fmt.Errorf("pull into %s: %w", args[1], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", res.Digest)
+			return nil
+		},
+	}
+}
