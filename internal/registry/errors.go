@@ -44,5 +44,5 @@ func classify(action string, err error) error {
 		errors.Is(err, checkpoint.ErrForeign) || errors.Is(err, checkpoint.ErrIncompatible) {
 		return fmt.Errorf("%s: %w", action, err)
 	}
-	return fmt.Errorf("%s: %w: %v", action, ErrUnavailable, err)
+	return fmt.Errorf("%s: %w: %w", action, ErrUnavailable, err)
 }

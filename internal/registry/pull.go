@@ -153,10 +153,15 @@ func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, ro
 			return 0, fmt.Errorf("%w: decrypt layer: %v", ErrUntrusted, err)
 		}
 	}
-	if err := extract(tr, root); err != nil {
-		return v.n, err
+	err = extract(tr, root)
+	if err == nil {
+		_, err = io.Copy(io.Discard, v) // the tar's padding; the digest covers it
 	}
-	if _, err := io.Copy(io.Discard, v); err != nil { // the tar's padding; the digest covers it
+	if err != nil {
+		// The transport checks the digest too and fails the last read: say what it is.
+		if v.n == desc.Size && hex.EncodeToString(v.h.Sum(nil)) != desc.Digest.Hex {
+			return v.n, fmt.Errorf("%w: blob %s: digest mismatch", checkpoint.ErrDamaged, desc.Digest)
+		}
 		return v.n, err
 	}
 	switch {
