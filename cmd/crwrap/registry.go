@@ -37,16 +37,16 @@ the tag. Credentials come from the Docker config ($DOCKER_CONFIG/config.json). P
 pushed reference with its digest.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := checkpoint.Hold(args[0])
+			r, err := checkpoint.Open(args[0], false)
 			if err != nil {
 				return fmt.Errorf("push %s: %w", args[0], err)
 			}
 			defer r.Close()
 			var p *registry.Pushed
 			if repo, rerr := name.NewRepository(args[1]); rerr == nil {
-				p, err = registry.PushTo(cmd.Context(), r.Dir, repo, remoteOptions()...)
+				p, err = registry.PushTo(cmd.Context(), r, repo, remoteOptions()...)
 			} else if tag, terr := name.NewTag(args[1]); terr == nil && strings.Contains(args[1][strings.LastIndex(args[1], "/")+1:], ":") {
-				p, err = registry.Push(cmd.Context(), r.Dir, tag, remoteOptions()...)
+				p, err = registry.Push(cmd.Context(), r, tag, remoteOptions()...)
 			} else {
 				return usageError{fmt.Errorf("push: %q is neither a repository nor repository:tag", args[1])}
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
+	"github.com/crwrap/crwrap/internal/rootfs"
 )
 
 // makeCheckpoint writes a small checkpoint directory with a crwrap.json listing its files.
@@ -52,6 +53,9 @@ func makeCheckpoint(t *testing.T, dir string) {
 	}
 	mb, _ := json.Marshal(m)
 	if err := os.WriteFile(filepath.Join(dir, checkpoint.ManifestFile), mb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.SealManifest(dir); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -143,7 +147,7 @@ func TestExportEntryNames(t *testing.T) {
 		}
 		names = append(names, h.Name)
 	}
-	want := "checkpoint/ checkpoint/inventory.img checkpoint/pages-1.img checkpoint/pstree.img config.dump crwrap.json spec.dump stats-dump"
+	want := "checkpoint/ checkpoint/inventory.img checkpoint/pages-1.img checkpoint/pstree.img config.dump crwrap.json crwrap.json.sha256 spec.dump stats-dump"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("entries:\n got %s\nwant %s", got, want)
 	}
@@ -418,5 +422,80 @@ func TestSpecAnnotations(t *testing.T) {
 	}
 	if _, ok := a[AnnotationSandboxNamespace]; ok {
 		t.Errorf("empty namespace set: %v", a)
+	}
+}
+
+// An archive is refused when its inner rootfs-diff.tar or deleted.files would be refused by a
+// restore: the check happens at import, not on some later node.
+func TestImportChecksInnerDiff(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		inner []entry
+		del   string
+	}{
+		{"symlink then a file through it", []entry{{name: "etc", link: "/etc", typ: tar.TypeSymlink}, {name: "etc/cron.d/x", typ: tar.TypeReg, body: "x"}}, ""},
+		{"dot-dot", []entry{{name: "../../x", typ: tar.TypeReg, body: "x"}}, ""},
+		{"device", []entry{{name: "dev/mem", typ: tar.TypeChar}}, ""},
+		{"setuid", []entry{{name: "bin/su", typ: tar.TypeReg, mode: 0o4755, body: "x"}}, ""},
+		{"hardlink", []entry{{name: "a", typ: tar.TypeReg, body: "x"}, {name: "b", link: "a", typ: tar.TypeLink}}, ""},
+		{"deleted dot-dot", nil, `["/../../etc/passwd"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			entries := append([]entry{}, okEntries...)
+			if tc.inner != nil {
+				entries = append(entries, entry{name: "rootfs-diff.tar", typ: tar.TypeReg, body: string(makeTar(t, tc.inner))})
+			}
+			if tc.del != "" {
+				entries = append(entries, entry{name: "deleted.files", typ: tar.TypeReg, body: tc.del})
+			}
+			parent := t.TempDir()
+			for _, opts := range []ImportOptions{{}, {NoVerify: true}} {
+				err := Import(bytes.NewReader(makeTar(t, entries)), filepath.Join(parent, "cp"), opts)
+				if !errors.Is(err, ErrUnsafeEntry) || !errors.Is(err, rootfs.ErrUnsafeDiff) {
+					t.Fatalf("%+v: got %v, want ErrUnsafeEntry and rootfs.ErrUnsafeDiff", opts, err)
+				}
+				if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+					t.Errorf("left behind: %v", ents)
+				}
+			}
+		})
+	}
+}
+
+// A zstd frame asking for a 256 MiB window (the library would allow 512 MiB) is refused before
+// any memory is allocated for it.
+func TestImportZstdWindowBounded(t *testing.T) {
+	// Magic, frame header descriptor 0 (no single segment), window descriptor exponent 18
+	// (2^28), then one empty last raw block.
+	frame := append(append([]byte{}, magicZstd...), 0x00, 18<<3, 0x01, 0x00, 0x00)
+	parent := t.TempDir()
+	err := Import(bytes.NewReader(frame), filepath.Join(parent, "cp"), ImportOptions{})
+	if err == nil || !strings.Contains(err.Error(), "window") {
+		t.Fatalf("got %v, want a window size error", err)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
+	}
+}
+
+// crwrap.json changed after it was sealed: ErrDamaged, even with every listed file intact.
+func TestImportRefusesTamperedManifest(t *testing.T) {
+	src := t.TempDir()
+	makeCheckpoint(t, src)
+	b, _ := os.ReadFile(filepath.Join(src, checkpoint.ManifestFile))
+	b = bytes.Replace(b, []byte(`"name":"app"`), []byte(`"name":"evil"`), 1)
+	if err := os.WriteFile(filepath.Join(src, checkpoint.ManifestFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Export(src, &buf, ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	parent := t.TempDir()
+	if err := Import(bytes.NewReader(buf.Bytes()), filepath.Join(parent, "cp"), ImportOptions{}); !errors.Is(err, ErrDamaged) || !errors.Is(err, checkpoint.ErrDamaged) {
+		t.Fatalf("got %v, want ErrDamaged", err)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
 	}
 }

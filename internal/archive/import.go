@@ -7,7 +7,6 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
+	"github.com/crwrap/crwrap/internal/rootfs"
 )
 
 // ErrUnsafeEntry means an archive entry could write outside the destination, alias another
@@ -31,6 +31,18 @@ var ErrUnsafeEntry = errors.New("unsafe archive entry")
 // ErrDamaged means an archive's files disagree with its crwrap.json (missing, other size or
 // digest).
 var ErrDamaged = errors.New("damaged checkpoint")
+
+// Limits of an archive Import accepts; past them it is refused with ErrUnsafeEntry.
+const (
+	// MaxImportEntries bounds the archive's entries (a checkpoint directory holds at most
+	// checkpoint.MaxFiles).
+	MaxImportEntries = checkpoint.MaxFiles
+	// MaxImportBytes bounds the total size of the archive's regular files.
+	MaxImportBytes = 256 << 30
+	// MaxZstdWindow bounds the window (and so the memory) of a zstd archive: 128 MiB, what
+	// `zstd --long` writes at most by default; crwrap export writes 8 MiB windows.
+	MaxZstdWindow = 128 << 20
+)
 
 // ImportOptions tunes Import.
 type ImportOptions struct {
@@ -60,11 +72,14 @@ func ImportFile(file, dir string, opts ImportOptions) error {
 //
 // Refused with ErrUnsafeEntry: absolute names, names with a ".." element, entries below a
 // symlink, symlinks that are absolute or resolve outside the tree, hardlinks to anything but a
-// regular file earlier in the archive, devices, fifos and other special types, and duplicate
-// names. Owners and modes are not restored: files become 0600 and directories 0700 (no setuid,
-// no group or world access), as they hold process memory. An archive without a checkpoint/
-// directory fails with ErrNotCheckpoint; one whose files disagree with its crwrap.json fails with
-// ErrDamaged.
+// regular file earlier in the archive, devices, fifos and other special types, duplicate
+// names, more than MaxImportEntries entries or MaxImportBytes bytes, a zstd window over
+// MaxZstdWindow, and an inner rootfs-diff.tar or deleted.files that a restore would refuse
+// (rootfs.CheckDiff). Owners and modes are not restored: files become 0600 and directories
+// 0700 (no setuid, no group or world access), as they hold process memory. An archive without
+// a checkpoint/ directory fails with ErrNotCheckpoint. An archive with a crwrap.json is
+// verified as a restore verifies it (checkpoint.Open, with digests) unless opts.NoVerify; when
+// that fails, the error is ErrDamaged.
 func Import(r io.Reader, dir string, opts ImportOptions) (err error) {
 	dir = filepath.Clean(dir)
 	if _, err := os.Lstat(dir); err == nil {
@@ -116,6 +131,8 @@ type fileSum struct {
 }
 
 type unpacker struct {
+	entries  int
+	bytes    int64
 	root     *os.Root
 	seen     map[string]bool
 	symlinks map[string]bool
@@ -147,7 +164,8 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 	case bytes.HasPrefix(head, magicGzip):
 		return gzip.NewReader(br)
 	case bytes.HasPrefix(head, magicZstd):
-		d, err := zstd.NewReader(br)
+		d, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(MaxZstdWindow), zstd.WithDecoderMaxMemory(MaxZstdWindow),
+			zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, err
 		}
@@ -213,6 +231,14 @@ func cleanName(n string) (string, error) {
 func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
+	}
+	if u.entries++; u.entries > MaxImportEntries {
+		return unsafe(hdr.Name, "more than %d entries", MaxImportEntries)
+	}
+	if hdr.Size > 0 {
+		if u.bytes += hdr.Size; u.bytes > MaxImportBytes {
+			return unsafe(hdr.Name, "files larger than %d bytes in all", int64(MaxImportBytes))
+		}
 	}
 	name, err := cleanName(hdr.Name)
 	if err != nil {
@@ -314,30 +340,43 @@ func (u *unpacker) check(opts ImportOptions) error {
 			return err
 		}
 	}
+	if err := u.checkDiff(); err != nil {
+		return err
+	}
 	if opts.NoVerify {
 		return nil
 	}
-	b, err := u.root.ReadFile(checkpoint.ManifestFile)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := u.root.Lstat(checkpoint.ManifestFile); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	r, err := checkpoint.Open(u.root.Name(), true)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrDamaged, err)
 	}
-	var m checkpoint.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("parse %s: %w: %w", checkpoint.ManifestFile, err, ErrDamaged)
-	}
-	for _, f := range m.Files {
-		p := path.Clean(f.Path)
-		got, ok := u.files[p]
-		switch {
-		case !ok:
-			return fmt.Errorf("%s lists %s, which the archive lacks: %w", checkpoint.ManifestFile, f.Path, ErrDamaged)
-		case got.size != f.Size:
-			return fmt.Errorf("%s: %d bytes, %s says %d: %w", f.Path, got.size, checkpoint.ManifestFile, f.Size, ErrDamaged)
-		case f.SHA256 != "" && !strings.EqualFold(got.sha256, f.SHA256):
-			return fmt.Errorf("%s: sha256 %s, %s says %s: %w", f.Path, got.sha256, checkpoint.ManifestFile, f.SHA256, ErrDamaged)
+	return r.Close()
+}
+
+// checkDiff applies a restore's rules to the inner rootfs-diff.tar and deleted.files, so
+// that an imported checkpoint never fails (or worse) only when it is restored.
+func (u *unpacker) checkDiff() error {
+	for _, c := range []struct {
+		name  string
+		check func(io.Reader) error
+	}{{checkpoint.RootfsDiffFile, rootfs.CheckDiff}, {checkpoint.DeletedFilesFile, rootfs.CheckDeleted}} {
+		f, err := u.root.Open(c.name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = c.check(f)
+		f.Close()
+		if errors.Is(err, rootfs.ErrUnsafeDiff) {
+			return fmt.Errorf("%w %q: %w", ErrUnsafeEntry, c.name, err)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrDamaged, c.name, err)
 		}
 	}
 	return nil

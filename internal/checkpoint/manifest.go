@@ -5,6 +5,26 @@ import "time"
 // ManifestFile is the name of crwrap's own manifest inside a checkpoint directory.
 const ManifestFile = "crwrap.json"
 
+// ManifestDigestFile holds the sha256 of crwrap.json, in sha256sum's format
+// ("<hex>  crwrap.json\n", so `sha256sum -c crwrap.json.sha256` checks it). crwrap.json lists
+// the size and digest of every other file, so this one digest covers the whole checkpoint: it
+// is what a signature over a checkpoint signs.
+const ManifestDigestFile = "crwrap.json.sha256"
+
+// Limits on what a checkpoint directory may hold; a directory beyond them is ErrDamaged
+// (nothing crwrap writes comes near them).
+const (
+	// MaxManifestBytes bounds crwrap.json.
+	MaxManifestBytes = 16 << 20
+	// MaxFiles bounds the files listed in crwrap.json (checkpoint files and app files each)
+	// and the entries of the directory tree.
+	MaxFiles = 100_000
+	// MaxPathBytes bounds a path in crwrap.json.
+	MaxPathBytes = 1024
+	// maxDepth bounds how deep the directory tree goes.
+	maxDepth = 16
+)
+
 // FormatVersion is the version of the on-disk layout this crwrap writes and reads.
 const FormatVersion = 1
 

@@ -142,15 +142,22 @@ func removeIfUnread(p string) {
 }
 
 // Reader holds one complete checkpoint version open for reading: it cannot be removed by
-// a checkpointer until Close.
+// a checkpointer until Close, and everything read through it (Verify, OpenFile, Path) comes
+// from that one directory, whatever happens to the names leading to it meanwhile.
 type Reader struct {
-	// Dir is the version directory (stable while the Reader is open).
+	// Dir is the version directory as resolved when it was opened (for messages; reading goes
+	// through the held descriptor).
 	Dir string
-	f   *os.File
+	// Manifest and ManifestDigest ("sha256:<hex>" of crwrap.json) are set by a successful Verify.
+	Manifest       *Manifest
+	ManifestDigest string
+
+	f    *os.File
+	held []*os.File // directories handed out by Path
 }
 
 // Open finds the current checkpoint and holds it for reading (see Hold). A directory there
-// without a manifest is ErrDamaged; no checkpoint at all is ErrNotFound.
+// without a manifest is ErrDamaged; no checkpoint at all is ErrNotFound. Verify it before use.
 func (s Store) Open() (*Reader, error) {
 	r, err := Hold(s.Path())
 	if errors.Is(err, os.ErrNotExist) {
@@ -159,7 +166,8 @@ func (s Store) Open() (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint %s: %w", s.Path(), err)
 	}
-	if _, err := os.Stat(filepath.Join(r.Dir, ManifestFile)); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(r.f.Fd()), ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("%w at %s: %s is missing", ErrDamaged, r.Dir, ManifestFile)
 	}
@@ -175,20 +183,22 @@ func Hold(path string) (*Reader, error) {
 		if err != nil {
 			return nil, err
 		}
-		f, err := os.Open(dir)
+		// O_NOFOLLOW: a version swapped for a symlink after resolving is not followed.
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) && attempt < 5 {
+			if (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP)) && attempt < 5 {
 				continue // replaced meanwhile: resolve again
 			}
-			return nil, err
+			return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f := os.NewFile(uintptr(fd), dir)
+		if err := unix.Flock(fd, unix.LOCK_SH); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", dir, err)
 		}
 		// Removed between resolving and locking: the directory has no links left.
 		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err == nil && st.Nlink == 0 && attempt < 5 {
+		if err := unix.Fstat(fd, &st); err == nil && st.Nlink == 0 && attempt < 5 {
 			f.Close()
 			continue
 		}
@@ -197,7 +207,13 @@ func Hold(path string) (*Reader, error) {
 }
 
 // Close releases the checkpoint.
-func (r *Reader) Close() error { return r.f.Close() }
+func (r *Reader) Close() error {
+	for _, h := range r.held {
+		h.Close()
+	}
+	r.held = nil
+	return r.f.Close()
+}
 
 func syncTree(root string) error {
 	return filepath.Walk(root, func(p string, info os.FileInfo, err error) error {

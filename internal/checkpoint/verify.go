@@ -29,23 +29,8 @@ var (
 	ErrIncompatible = errors.New("checkpoint made on an incompatible host")
 )
 
-// ReadManifest reads dir/crwrap.json.
-func ReadManifest(dir string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
-	if err != nil {
-		return nil, fmt.Errorf("%w: read %s: %v", ErrDamaged, ManifestFile, err)
-	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: parse %s: %v", ErrDamaged, ManifestFile, err)
-	}
-	if m.FormatVersion != FormatVersion {
-		return nil, fmt.Errorf("%w: format version %d, this crwrap reads %d", ErrIncompatible, m.FormatVersion, FormatVersion)
-	}
-	return &m, nil
-}
-
-// WriteManifest lists every file under dir into m.Files (with digests) and writes dir/crwrap.json, 0600.
+// WriteManifest lists every file under dir into m.Files (with digests), writes
+// dir/crwrap.json (0600) and seals it (SealManifest). It is the last write into a new version.
 func WriteManifest(dir string, m *Manifest) error {
 	files, err := digestTree(dir)
 	if err != nil {
@@ -60,6 +45,20 @@ func WriteManifest(dir string, m *Manifest) error {
 	if err := os.WriteFile(filepath.Join(dir, ManifestFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
 	}
+	return SealManifest(dir)
+}
+
+// SealManifest writes dir/crwrap.json.sha256 for the crwrap.json in dir and returns nothing
+// else: after it, any change to crwrap.json (and so to any file it lists) is ErrDamaged.
+func SealManifest(dir string) error {
+	d, err := DigestFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return fmt.Errorf("seal manifest: %w", err)
+	}
+	line := d.SHA256 + "  " + ManifestFile + "\n"
+	if err := os.WriteFile(filepath.Join(dir, ManifestDigestFile), []byte(line), 0o600); err != nil {
+		return fmt.Errorf("seal manifest: %w", err)
+	}
 	return nil
 }
 
@@ -73,7 +72,7 @@ func digestTree(dir string) ([]File, error) {
 			return nil
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if rel == ManifestFile {
+		if rel == ManifestFile || rel == ManifestDigestFile {
 			return nil
 		}
 		f, err := DigestFile(p)
@@ -91,9 +90,10 @@ func digestTree(dir string) ([]File, error) {
 	return files, nil
 }
 
-// DigestFile returns the size and sha256 of the file at p (Path is p).
+// DigestFile returns the size and sha256 of the regular file at p (Path is p). Anything else
+// (a FIFO, a device, a directory) is refused without being read, and without blocking.
 func DigestFile(p string) (File, error) {
-	f, err := os.Open(p)
+	f, err := openRegular(p)
 	if err != nil {
 		return File{}, err
 	}
@@ -106,29 +106,26 @@ func DigestFile(p string) (File, error) {
 	return File{Path: p, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
-// VerifyFiles checks that every file of the manifest is in dir with its size, and with
-// digests also its content. Extra files are ignored.
-func (m *Manifest) VerifyFiles(dir string, digests bool) error {
-	for _, f := range m.Files {
-		p := filepath.Join(dir, f.Path)
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("%w: %s is missing", ErrDamaged, f.Path)
-		}
-		if fi.Size() != f.Size {
-			return fmt.Errorf("%w: %s has %d bytes, %d were written", ErrDamaged, f.Path, fi.Size(), f.Size)
-		}
-		if digests {
-			d, err := DigestFile(p)
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrDamaged, err)
-			}
-			if d.SHA256 != f.SHA256 {
-				return fmt.Errorf("%w: %s content changed", ErrDamaged, f.Path)
-			}
-		}
+// openRegular opens p for reading if it is a regular file. It looks with O_PATH first: a
+// manifest naming a device or a FIFO (say /dev/watchdog) must not make crwrap open it.
+func openRegular(p string) (*os.File, error) {
+	pfd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
-	return nil
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: p, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s: is a %s, not a regular file", p, typeName(st.Mode))
+	}
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // CurrentHost describes this machine.

@@ -1,52 +1,178 @@
 package checkpoint
 
 import (
+	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
-func TestVerifyFiles(t *testing.T) {
+// editManifest rewrites dir's crwrap.json with edit applied and, when reseal, a matching
+// crwrap.json.sha256 (as a forger would).
+func editManifest(t *testing.T, dir string, reseal bool, edit func(m map[string]any)) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	if b, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if reseal {
+		if err := SealManifest(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func addFile(m map[string]any, path string) {
+	m["files"] = append(m["files"].([]any), map[string]any{"path": path, "size": 1, "sha256": strings.Repeat("0", 64)})
+}
+
+func TestVerify(t *testing.T) {
+	pages := func(d string) string { return filepath.Join(d, "checkpoint", "pages-1.img") }
 	for _, tc := range []struct {
 		name    string
-		damage  func(dir string) error
+		damage  func(t *testing.T, dir string)
 		digests bool
-		want    error
+		want    error // nil, ErrDamaged, ErrUnsafe (also ErrDamaged) or ErrIncompatible
 	}{
-		{"intact", func(string) error { return nil }, true, nil},
-		{"missing", func(d string) error { return os.Remove(filepath.Join(d, "checkpoint", "pages-1.img")) }, false, ErrDamaged},
-		{"truncated", func(d string) error { return os.Truncate(filepath.Join(d, "checkpoint", "pages-1.img"), 3) }, false, ErrDamaged},
-		{"same size, other bytes, sizes only", func(d string) error {
-			return os.WriteFile(filepath.Join(d, "checkpoint", "pages-1.img"), []byte("PAGES-xx"), 0o600)
-		}, false, nil},
-		{"same size, other bytes, digests", func(d string) error {
-			return os.WriteFile(filepath.Join(d, "checkpoint", "pages-1.img"), []byte("PAGES-xx"), 0o600)
-		}, true, ErrDamaged},
+		{"intact", func(*testing.T, string) {}, true, nil},
+		{"missing", func(t *testing.T, d string) { os.Remove(pages(d)) }, false, ErrDamaged},
+		{"truncated", func(t *testing.T, d string) { os.Truncate(pages(d), 3) }, false, ErrDamaged},
+		{"same size, other bytes, sizes only", func(t *testing.T, d string) { os.WriteFile(pages(d), []byte("PAGES-xx"), 0o600) }, false, nil},
+		{"same size, other bytes, digests", func(t *testing.T, d string) { os.WriteFile(pages(d), []byte("PAGES-xx"), 0o600) }, true, ErrDamaged},
+		{"manifest tampered", func(t *testing.T, d string) {
+			editManifest(t, d, false, func(m map[string]any) { m["host"].(map[string]any)["kernel"] = "other" })
+		}, false, ErrDamaged},
+		{"manifest digest missing", func(t *testing.T, d string) { os.Remove(filepath.Join(d, ManifestDigestFile)) }, false, ErrDamaged},
+		{"manifest digest garbage", func(t *testing.T, d string) {
+			os.WriteFile(filepath.Join(d, ManifestDigestFile), []byte("xyz  crwrap.json\n"), 0o600)
+		}, false, ErrDamaged},
+		{"manifest too large", func(t *testing.T, d string) {
+			editManifest(t, d, true, func(m map[string]any) { m["pad"] = strings.Repeat("x", MaxManifestBytes) })
+		}, false, ErrUnsafe},
+		{"manifest path with ..", func(t *testing.T, d string) {
+			editManifest(t, d, true, func(m map[string]any) { addFile(m, "../../etc/passwd") })
+		}, false, ErrUnsafe},
+		{"manifest absolute path", func(t *testing.T, d string) {
+			editManifest(t, d, true, func(m map[string]any) { addFile(m, "/etc/passwd") })
+		}, false, ErrUnsafe},
+		{"manifest path too long", func(t *testing.T, d string) {
+			editManifest(t, d, true, func(m map[string]any) { addFile(m, strings.Repeat("a/", MaxPathBytes)) })
+		}, false, ErrUnsafe},
+		{"manifest app file relative", func(t *testing.T, d string) {
+			editManifest(t, d, true, func(m map[string]any) {
+				m["app"].(map[string]any)["files"] = []any{map[string]any{"path": "../bin/sh", "size": 1, "sha256": "00"}}
+			})
+		}, false, ErrUnsafe},
+		{"format version", func(t *testing.T, d string) {
+			editManifest(t, d, true, func(m map[string]any) { m["formatVersion"] = 99 })
+		}, false, ErrIncompatible},
+		{"listed file is a symlink", func(t *testing.T, d string) {
+			os.Remove(pages(d))
+			os.Symlink("/etc/hostname", pages(d))
+		}, false, ErrUnsafe},
+		{"images directory is a symlink", func(t *testing.T, d string) {
+			os.Rename(filepath.Join(d, "checkpoint"), filepath.Join(d, "elsewhere"))
+			os.Symlink("elsewhere", filepath.Join(d, "checkpoint"))
+		}, false, ErrUnsafe},
+		{"fifo", func(t *testing.T, d string) {
+			if err := unix.Mkfifo(filepath.Join(d, "checkpoint", "fifo"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false, ErrUnsafe},
+		{"fifo as a listed file", func(t *testing.T, d string) {
+			os.Remove(pages(d))
+			if err := unix.Mkfifo(pages(d), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, true, ErrUnsafe},
+		{"socket", func(t *testing.T, d string) {
+			l, err := net.Listen("unix", filepath.Join(d, "s"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.(*net.UnixListener).SetUnlinkOnClose(false)
+			l.Close()
+		}, false, ErrUnsafe},
+		{"unlisted file", func(t *testing.T, d string) {
+			os.WriteFile(filepath.Join(d, "checkpoint", "extra.img"), []byte("x"), 0o600)
+		}, false, ErrUnsafe},
+		{"too deep", func(t *testing.T, d string) { os.MkdirAll(filepath.Join(d, strings.Repeat("d/", maxDepth+2)), 0o700) }, false, ErrUnsafe},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			os.MkdirAll(filepath.Join(dir, "checkpoint"), 0o700)
-			os.WriteFile(filepath.Join(dir, "checkpoint", "pages-1.img"), []byte("PAGES-01"), 0o600)
+			os.WriteFile(pages(dir), []byte("PAGES-01"), 0o600)
 			os.WriteFile(filepath.Join(dir, "spec.dump"), []byte("{}"), 0o600)
 			if err := WriteManifest(dir, &Manifest{Name: "x"}); err != nil {
 				t.Fatal(err)
 			}
-			m, err := ReadManifest(dir)
+			tc.damage(t, dir)
+			r, err := Hold(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(m.Files) != 2 {
-				t.Fatalf("manifest lists %d files, want 2 (crwrap.json itself excluded)", len(m.Files))
+			defer r.Close()
+			m, err := r.Verify(tc.digests)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Verify: %v", err)
+				}
+				if len(m.Files) != 2 || r.ManifestDigest == "" {
+					t.Fatalf("manifest lists %d files (want 2: crwrap.json and its digest excluded), digest %q", len(m.Files), r.ManifestDigest)
+				}
+				return
 			}
-			if err := tc.damage(dir); err != nil {
-				t.Fatal(err)
-			}
-			err = m.VerifyFiles(dir, tc.digests)
-			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
-				t.Fatalf("VerifyFiles: %v, want %v", err, tc.want)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Verify: %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// Path leads to the directory that was verified even when the name is swapped afterwards.
+func TestPathIsHeld(t *testing.T) {
+	dir := t.TempDir()
+	v := filepath.Join(dir, "v1")
+	os.MkdirAll(filepath.Join(v, "checkpoint"), 0o700)
+	os.WriteFile(filepath.Join(v, "checkpoint", "inventory.img"), []byte("one"), 0o600)
+	if err := WriteManifest(v, &Manifest{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(v, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p, err := r.Path("checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Swap: the verified directory moves away, another takes its name.
+	os.Rename(v, filepath.Join(dir, "old"))
+	os.MkdirAll(filepath.Join(v, "checkpoint"), 0o700)
+	os.WriteFile(filepath.Join(v, "checkpoint", "inventory.img"), []byte("two"), 0o600)
+	b, err := os.ReadFile(filepath.Join(p, "inventory.img"))
+	if err != nil || string(b) != "one" {
+		t.Fatalf("read through Path: %q, %v; want the verified \"one\"", b, err)
+	}
+	if _, err := r.Path("../x"); !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("Path(../x): %v, want ErrUnsafe", err)
 	}
 }
 

@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -24,7 +22,7 @@ import (
 // hashed and compared with the digest crwrap.json records, so a checkpoint damaged on the
 // node is never pushed.
 type fileLayer struct {
-	dir    string
+	r      *checkpoint.Reader
 	files  []checkpoint.File
 	digest v1.Hash
 	size   int64
@@ -33,8 +31,8 @@ type fileLayer struct {
 // epoch is the modification time of every tar entry (the checkpoint's times are in crwrap.json).
 var epoch = time.Unix(0, 0).UTC()
 
-func newFileLayer(dir string, files []checkpoint.File) (*fileLayer, error) {
-	l := &fileLayer{dir: dir, files: files}
+func newFileLayer(r *checkpoint.Reader, files []checkpoint.File) (*fileLayer, error) {
+	l := &fileLayer{r: r, files: files}
 	h := sha256.New()
 	n, err := l.writeTo(h)
 	if err != nil {
@@ -92,8 +90,7 @@ func (l *fileLayer) writeTo(w io.Writer) (int64, error) {
 }
 
 func (l *fileLayer) writeFile(tw *tar.Writer, f checkpoint.File) error {
-	p := filepath.Join(l.dir, filepath.FromSlash(f.Path))
-	fd, err := os.Open(p)
+	fd, err := l.r.OpenFile(f.Path) // through the held, verified directory
 	if err != nil {
 		return fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
 	}
@@ -104,7 +101,7 @@ func (l *fileLayer) writeFile(tw *tar.Writer, f checkpoint.File) error {
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(tw, h), io.LimitReader(fd, f.Size))
 	if err != nil {
-		return fmt.Errorf("read %s: %w", p, err)
+		return fmt.Errorf("read %s: %w", f.Path, err)
 	}
 	if n != f.Size {
 		return fmt.Errorf("%w: %s has %d bytes, %d were written", checkpoint.ErrDamaged, f.Path, n, f.Size)

@@ -3,8 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -28,26 +26,35 @@ type Pushed struct {
 	Layers int
 }
 
-// Image builds the OCI image of the checkpoint directory dir (which the caller holds, see
-// checkpoint.Hold): layers as described in the package documentation, the checkpoint's
-// manifest annotations, and an image config naming its architecture. Building reads every
-// file once and refuses a file whose content no longer matches crwrap.json.
-func Image(dir string, opts ...Option) (v1.Image, *checkpoint.Manifest, error) {
+// Image builds the OCI image of the held checkpoint r (verified: see checkpoint.Open):
+// layers as described in the package documentation, the checkpoint's manifest annotations,
+// and an image config naming its architecture. Building reads every file once, through r,
+// and refuses a file whose content no longer matches crwrap.json.
+func Image(r *checkpoint.Reader, opts ...Option) (v1.Image, error) {
 	o := makeOptions(context.Background(), opts)
-	m, err := checkpoint.ReadManifest(dir)
-	if err != nil {
-		return nil, nil, err
+	m := r.Manifest
+	if m == nil {
+		return nil, fmt.Errorf("image of %s: the checkpoint was not verified", r.Dir)
 	}
-	fi, err := os.Stat(filepath.Join(dir, checkpoint.ManifestFile))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
+	var files []checkpoint.File
+	for _, name := range []string{checkpoint.ManifestFile, checkpoint.ManifestDigestFile} {
+		f, err := r.OpenFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
+		}
+		files = append(files, checkpoint.File{Path: name, Size: fi.Size()})
 	}
-	files := append([]checkpoint.File{{Path: checkpoint.ManifestFile, Size: fi.Size()}}, m.Files...)
+	files = append(files, m.Files...)
 	var adds []mutate.Addendum
 	for _, g := range group(files) {
-		l, err := newFileLayer(dir, g)
+		l, err := newFileLayer(r, g)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		add := mutate.Addendum{Layer: l, MediaType: types.OCIUncompressedLayer}
 		if len(g) == 1 {
@@ -56,11 +63,11 @@ func Image(dir string, opts ...Option) (v1.Image, *checkpoint.Manifest, error) {
 		if o.encrypter != nil {
 			el, ann, err := o.encrypter.EncryptLayer(l)
 			if err != nil {
-				return nil, nil, fmt.Errorf("encrypt layer: %w", err)
+				return nil, fmt.Errorf("encrypt layer: %w", err)
 			}
 			mt, err := el.MediaType()
 			if err != nil {
-				return nil, nil, fmt.Errorf("encrypt layer: %w", err)
+				return nil, fmt.Errorf("encrypt layer: %w", err)
 			}
 			add.Layer, add.MediaType = el, mt
 			if add.Annotations == nil {
@@ -74,29 +81,29 @@ func Image(dir string, opts ...Option) (v1.Image, *checkpoint.Manifest, error) {
 	}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	img, err = mutate.Append(img, adds...)
+	img, err := mutate.Append(img, adds...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("build image: %w", err)
+		return nil, fmt.Errorf("build image: %w", err)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		return nil, nil, fmt.Errorf("build image: %w", err)
+		return nil, fmt.Errorf("build image: %w", err)
 	}
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = "linux", m.Host.Arch
 	cfg.Created = v1.Time{Time: m.Created.UTC()}
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		return nil, nil, fmt.Errorf("build image: %w", err)
+		return nil, fmt.Errorf("build image: %w", err)
 	}
-	return mutate.Annotations(img, annotations(m)).(v1.Image), m, nil
+	return mutate.Annotations(img, annotations(m)).(v1.Image), nil
 }
 
-// Push pushes the checkpoint directory dir (held by the caller) to ref, then signs it when
-// a Signer is set. Blobs the registry has are not sent again, so pushing the same checkpoint
-// twice moves only its manifest.
-func Push(ctx context.Context, dir string, ref name.Tag, opts ...Option) (*Pushed, error) {
+// Push pushes the held, verified checkpoint r to ref, then signs it when a Signer is set.
+// Blobs the registry has are not sent again, so pushing the same checkpoint twice moves only
+// its manifest.
+func Push(ctx context.Context, r *checkpoint.Reader, ref name.Tag, opts ...Option) (*Pushed, error) {
 	o := makeOptions(ctx, opts)
-	img, _, err := Image(dir, opts...)
+	img, err := Image(r, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", ref, err)
 	}
@@ -124,11 +131,10 @@ func Push(ctx context.Context, dir string, ref name.Tag, opts ...Option) (*Pushe
 	return p, nil
 }
 
-// PushTo pushes dir to repo under the tag its manifest calls for (TagOf).
-func PushTo(ctx context.Context, dir string, repo name.Repository, opts ...Option) (*Pushed, error) {
-	m, err := checkpoint.ReadManifest(dir)
-	if err != nil {
-		return nil, fmt.Errorf("push %s: %w", dir, err)
+// PushTo pushes r to repo under the tag its manifest calls for (TagOf).
+func PushTo(ctx context.Context, r *checkpoint.Reader, repo name.Repository, opts ...Option) (*Pushed, error) {
+	if r.Manifest == nil {
+		return nil, fmt.Errorf("push %s: the checkpoint was not verified", r.Dir)
 	}
-	return Push(ctx, dir, repo.Tag(TagOf(m)), opts...)
+	return Push(ctx, r, repo.Tag(TagOf(r.Manifest)), opts...)
 }

@@ -144,18 +144,15 @@ func (s *Supervisor) usable(st checkpoint.Store) error {
 		return err
 	}
 	defer r.Close()
-	_, err = s.check(r.Dir)
+	_, err = s.check(r)
 	return err
 }
 
-// check verifies a checkpoint directory against this host and app; the pod's root is where
-// the app's files are compared.
-func (s *Supervisor) check(dir string) (*checkpoint.Manifest, error) {
-	m, err := checkpoint.ReadManifest(dir)
+// check verifies the held checkpoint r (as untrusted input) and then against this host and
+// app; the pod's root is where the app's files are compared.
+func (s *Supervisor) check(r *checkpoint.Reader) (*checkpoint.Manifest, error) {
+	m, err := r.Verify(s.Settings.RestoreVerify == "digest")
 	if err != nil {
-		return nil, err
-	}
-	if err := m.VerifyFiles(dir, s.Settings.RestoreVerify == "digest"); err != nil {
 		return nil, err
 	}
 	host, err := checkpoint.CurrentHost()

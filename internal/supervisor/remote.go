@@ -98,7 +98,10 @@ func (s *Supervisor) pushOnce(ctx context.Context, st checkpoint.Store, repo nam
 		return err
 	}
 	defer r.Close()
-	p, err := registry.PushTo(ctx, r.Dir, repo, s.registryOptions()...)
+	if _, err := r.Verify(false); err != nil {
+		return err
+	}
+	p, err := registry.PushTo(ctx, r, repo, s.registryOptions()...)
 	var bytes int64
 	if p != nil {
 		bytes = p.Bytes
@@ -135,7 +138,7 @@ func (s *Supervisor) locate(ctx context.Context, st checkpoint.Store) (*checkpoi
 	t := time.Now()
 	r, err := st.Open()
 	if err == nil {
-		if _, err = s.check(r.Dir); err == nil {
+		if _, err = s.check(r); err == nil {
 			s.phase("find", t, logrus.Fields{"checkpoint": r.Dir})
 			s.phase("verify", t, logrus.Fields{"checkpoint": r.Dir, "verify": s.Settings.RestoreVerify})
 			return r, nil
@@ -163,7 +166,7 @@ func (s *Supervisor) findChecked(ctx context.Context, st checkpoint.Store) (*che
 		return nil, err
 	}
 	t := time.Now()
-	if _, err := s.check(r.Dir); err != nil {
+	if _, err := s.check(r); err != nil {
 		r.Close()
 		return nil, err
 	}
@@ -245,7 +248,7 @@ func (s *Supervisor) fromCache(ctx context.Context, cache *nodecache.Cache, ref 
 	}
 	s.phase("pull", t, logrus.Fields{"image": ref.String(), "digest": digest, "cache": string(result), "bytes": pulled, "checkpoint": r.Dir})
 	vt := time.Now()
-	if _, err := s.check(r.Dir); err != nil {
+	if _, err := s.check(r); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("%w: %s: %w", errPull, ref, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -138,13 +140,17 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 		}
 	}()
 	if a.fs.Overlay {
-		if err := rootfs.ApplyDiff(a.fs.Upper(), filepath.Join(r.Dir, checkpoint.RootfsDiffFile), filepath.Join(r.Dir, checkpoint.DeletedFilesFile)); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
+		if err := applyDiff(a.fs.Upper(), r); err != nil {
+			return nil, nil, err
 		}
 	}
 
 	t := time.Now()
-	images := filepath.Join(r.Dir, checkpoint.ImagesDir)
+	// The verified, held images directory: not a path that could be swapped since.
+	images, err := r.Path(checkpoint.ImagesDir)
+	if err != nil {
+		return nil, nil, err
+	}
 	work := filepath.Join(a.dir, "criu-restore")
 	if lazy {
 		if lz, err = s.startLazyPages(images, work); err != nil {
@@ -174,6 +180,30 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 	d := s.phase("restore", t, fields)
 	s.Metrics.ObserveRestore(d, -1)
 	return a, lz, nil
+}
+
+// applyDiff puts the checkpoint's root filesystem changes into the empty upper layer upper,
+// reading them through the held checkpoint r. A diff that breaks a rule is ErrUnsafe.
+func applyDiff(upper string, r *checkpoint.Reader) error {
+	var readers [2]io.Reader
+	for i, name := range []string{checkpoint.RootfsDiffFile, checkpoint.DeletedFilesFile} {
+		f, err := r.OpenFile(name)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		readers[i] = f
+	}
+	if err := rootfs.ApplyDiff(upper, readers[0], readers[1]); err != nil {
+		if errors.Is(err, rootfs.ErrUnsafeDiff) {
+			return fmt.Errorf("%w: %v", checkpoint.ErrUnsafe, err)
+		}
+		return fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
+	}
+	return nil
 }
 
 // find opens the checkpoint, waiting up to cr.restore.wait for it to appear.

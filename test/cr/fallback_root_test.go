@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crwrap/crwrap/internal/checkpoint"
 	"github.com/crwrap/crwrap/test/harness"
 )
 
@@ -108,8 +109,9 @@ func TestFallbackChangedBinarySameSize(t *testing.T) {
 	harness.Stop(t, p)
 }
 
-// A checkpoint whose manifest says it was made under another kernel is not restored. crwrap.json
-// is not in its own file list, so the edit passes the size checks.
+// A checkpoint whose manifest says it was made under another kernel is not restored. The edit
+// is sealed again (crwrap.json.sha256) as a tool moving checkpoints between hosts would, so it
+// passes the integrity checks and the host check decides.
 func TestFallbackIncompatibleKernel(t *testing.T) {
 	a := newTestApp(t, "-warmup", "300ms", "-heap", "16")
 	want := a.mustCheckpoint()
@@ -131,6 +133,9 @@ func TestFallbackIncompatibleKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(manifest, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.SealManifest(a.versionDir()); err != nil {
 		t.Fatal(err)
 	}
 	p := a.restoreReady()

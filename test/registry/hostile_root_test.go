@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
@@ -222,6 +224,10 @@ func TestForeignHostClass(t *testing.T) {
 	j := strings.Index(s[i+len(`"kernel": "`):], `"`)
 	s = s[:i] + `"kernel": "4.19.0-other-node"` + s[i+len(`"kernel": "`)+j+1:]
 	if err := os.WriteFile(mf, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(s)) // resealed, as a node of that class would have written it
+	if err := os.WriteFile(mf+".sha256", []byte(hex.EncodeToString(sum[:])+"  crwrap.json\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p, code = harness.Run(t, harness.Options{Env: ps.reg.env()}, time.Minute, "push", other, ps.ref)

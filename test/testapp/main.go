@@ -10,7 +10,10 @@
 //	testapp lines N              prints N numbered lines to stdout and N to stderr, exits 0
 //
 // Flags of serve: -warmup DURATION, -heap MiB, -write PATH=CONTENT (written after warm-up,
-// repeatable), -connect HOST:PORT (keep an outbound TCP connection open).
+// repeatable), -connect HOST:PORT (keep an outbound TCP connection open), -fifo PATH (make a
+// FIFO at PATH and keep it open; /fifo?msg=M writes M into it and answers what it reads back),
+// -unix PATH (listen on a unix socket bound to PATH; /unix?msg=M sends M to it and answers
+// the echo).
 //
 //go:debug multipathtcp=0
 package main
@@ -21,12 +24,14 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -80,6 +85,8 @@ func serve(args []string) {
 	warmup := fs.Duration("warmup", 0, "warm-up time")
 	heapMB := fs.Int("heap", 0, "MiB of random heap to fill during warm-up")
 	connect := fs.String("connect", "", "keep an outbound TCP connection to HOST:PORT")
+	fifo := fs.String("fifo", "", "make a FIFO at PATH and keep it open")
+	unixPath := fs.String("unix", "", "listen on a unix socket bound to PATH")
 	var w writes
 	fs.Var(&w, "write", "PATH=CONTENT written after warm-up")
 	addr := args[0]
@@ -125,6 +132,12 @@ func serve(args []string) {
 		fmt.Fprintln(os.Stderr, "stderr:", msg)
 		fmt.Fprint(rw, msg)
 	})
+	if *fifo != "" {
+		serveFIFO(mux, *fifo)
+	}
+	if *unixPath != "" {
+		serveUnix(mux, *unixPath)
+	}
 	go http.Serve(ln, mux)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -192,4 +205,77 @@ func orphan() {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
 	<-ch
+}
+
+// serveFIFO makes a FIFO at p, holds it open read-write (a restore must reopen it by path)
+// and answers /fifo?msg=M with what reading the FIFO gives after writing M to it.
+func serveFIFO(mux *http.ServeMux, p string) {
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "mkfifo:", err)
+		os.Exit(1)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open fifo:", err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	mux.HandleFunc("/fifo", func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		msg := r.URL.Query().Get("msg")
+		if _, err := f.Write([]byte(msg)); err != nil {
+			http.Error(rw, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		b := make([]byte, len(msg))
+		if _, err := io.ReadFull(f, b); err != nil {
+			http.Error(rw, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+			http.Error(rw, fmt.Sprintf("%s is no FIFO: %v %v", p, fi, err), http.StatusInternalServerError)
+			return
+		}
+		rw.Write(b)
+	})
+}
+
+// serveUnix listens on a unix socket bound to p, echoing what a client sends, and answers
+// /unix?msg=M with the echo of M through a new connection to p.
+func serveUnix(mux *http.ServeMux, p string) {
+	l, err := net.Listen("unix", p)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen unix:", err)
+		os.Exit(1)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	mux.HandleFunc("/unix", func(rw http.ResponseWriter, r *http.Request) {
+		msg := r.URL.Query().Get("msg")
+		c, err := net.DialTimeout("unix", p, 5*time.Second)
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, len(msg))
+		if _, err := c.Write([]byte(msg)); err == nil {
+			_, err = io.ReadFull(c, b)
+		}
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		rw.Write(b)
+	})
 }
