@@ -43,11 +43,13 @@ func pullReason(err error) string {
 }
 
 // Push retries: after a failed push crwrap waits pushBackoff, doubling up to pushBackoffMax,
-// for at most pushAttempts attempts in all.
+// for at most pushAttempts attempts in all (pushAttemptsExit before exiting with
+// cr.checkpoint.exit, so that a Job is not held up for long).
 const (
-	pushAttempts   = 8
-	pushBackoff    = 2 * time.Second
-	pushBackoffMax = time.Minute
+	pushAttempts     = 8
+	pushAttemptsExit = 3
+	pushBackoff      = 2 * time.Second
+	pushBackoffMax   = time.Minute
 )
 
 // registryOptions are the options of every push and pull: credentials from the Docker
@@ -69,6 +71,10 @@ func (s *Supervisor) pushPublished(ctx context.Context, st checkpoint.Store) {
 		s.Log.WithError(err).Error("not pushing the checkpoint")
 		return
 	}
+	attempts := pushAttempts
+	if s.Settings.CheckpointExit {
+		attempts = pushAttemptsExit
+	}
 	wait := pushBackoff
 	for attempt := 1; ; attempt++ {
 		err := s.pushOnce(ctx, st, repo)
@@ -76,7 +82,7 @@ func (s *Supervisor) pushPublished(ctx context.Context, st checkpoint.Store) {
 			return
 		}
 		fields := logrus.Fields{"phase": "push", "image": repo.String(), "attempt": attempt}
-		if attempt == pushAttempts || errors.Is(err, checkpoint.ErrDamaged) || errors.Is(err, checkpoint.ErrNotFound) {
+		if attempt == attempts || errors.Is(err, checkpoint.ErrDamaged) || errors.Is(err, checkpoint.ErrNotFound) {
 			s.Log.WithFields(fields).WithError(err).Error("push failed; giving up (the local checkpoint is not affected)")
 			return
 		}

@@ -261,7 +261,7 @@ func (n *node) checkpoint(a *testApp, image string, env []string, extra ...strin
 	if code != 0 {
 		n.t.Fatalf("checkpoint exited %d\nstderr:\n%s", code, p.Stderr)
 	}
-	push := findLog(p, "phase", "push")
+	push := findLog(p, "msg", "push")
 	if push == nil {
 		n.t.Fatalf("checkpoint: no phase=push in the log\nstderr:\n%s", p.Stderr)
 	}
