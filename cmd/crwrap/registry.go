@@ -15,7 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
+	"github.com/crwrap/crwrap/internal/layercrypt"
 	"github.com/crwrap/crwrap/internal/registry"
+	"github.com/crwrap/crwrap/internal/signature"
 	"github.com/crwrap/crwrap/internal/version"
 )
 
@@ -27,14 +29,17 @@ func remoteOptions() []registry.Option {
 }
 
 func newPushCmd() *cobra.Command {
-	return &cobra.Command{
+	var signingKey, encryptionKey string
+	cmd := &cobra.Command{
 		Use:   "push DIR REF",
 		Short: "Push a checkpoint directory to an OCI registry",
 		Long: `Push the checkpoint DIR (or the <root>/<directory>/<name> link to it) as an OCI image.
 REF is a repository (registry.example.com/team/app), and the tag is derived from the
 checkpoint's app and host class as a restoring node derives it, or repository:tag to choose
-the tag. Credentials come from the Docker config ($DOCKER_CONFIG/config.json). Prints the
-pushed reference with its digest.`,
+the tag. Credentials come from the Docker config ($DOCKER_CONFIG/config.json). With
+--signing-key the image is signed as cosign signs (cosign verify --key accepts it); with
+--encryption-key its layers are encrypted (ocicrypt JWE). Prints the pushed reference with
+its digest.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := checkpoint.Open(args[0], false)
@@ -42,11 +47,26 @@ pushed reference with its digest.`,
 				return fmt.Errorf("push %s: %w", args[0], err)
 			}
 			defer r.Close()
+			opts := remoteOptions()
+			if signingKey != "" {
+				k, err := signature.LoadSigner(signingKey)
+				if err != nil {
+					return usageError{err}
+				}
+				opts = append(opts, registry.SignWith(k))
+			}
+			if encryptionKey != "" {
+				k, err := layercrypt.LoadPublicKey(encryptionKey)
+				if err != nil {
+					return usageError{err}
+				}
+				opts = append(opts, registry.EncryptFor(k))
+			}
 			var p *registry.Pushed
 			if repo, rerr := name.NewRepository(args[1]); rerr == nil {
-				p, err = registry.PushTo(cmd.Context(), r, repo, remoteOptions()...)
+				p, err = registry.PushTo(cmd.Context(), r, repo, opts...)
 			} else if tag, terr := name.NewTag(args[1]); terr == nil && strings.Contains(args[1][strings.LastIndex(args[1], "/")+1:], ":") {
-				p, err = registry.Push(cmd.Context(), r, tag, remoteOptions()...)
+				p, err = registry.Push(cmd.Context(), r, tag, opts...)
 			} else {
 				return usageError{fmt.Errorf("push: %q is neither a repository nor repository:tag", args[1])}
 			}
@@ -57,15 +77,21 @@ pushed reference with its digest.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&signingKey, "signing-key", "", "PEM private key (ECDSA P-256 or Ed25519) to sign the image with")
+	cmd.Flags().StringVar(&encryptionKey, "encryption-key", "", "PEM public key to encrypt the layers for")
+	return cmd
 }
 
 func newPullCmd() *cobra.Command {
-	return &cobra.Command{
+	var verifyKey, decryptionKey string
+	cmd := &cobra.Command{
 		Use:   "pull REF DIR",
 		Short: "Pull a checkpoint image into a new checkpoint directory crwrap can restore",
 		Long: `Pull the checkpoint image REF (repository:tag or repository@sha256:...) into DIR, which
 must not exist. Every blob's digest is checked while it is written and every file against
-crwrap.json; on any failure nothing is left. checkpointctl reads the result.`,
+crwrap.json; on any failure nothing is left. checkpointctl reads the result. With
+--verify-key only an image signed by its pair is pulled; --decryption-key decrypts
+encrypted layers.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := name.ParseReference(args[0])
@@ -75,7 +101,22 @@ crwrap.json; on any failure nothing is left. checkpointctl reads the result.`,
 			if _, err := os.Lstat(args[1]); err == nil {
 				return usageError{fmt.Errorf("pull into %s: it exists already", args[1])}
 			}
-			res, err := registry.Resolve(cmd.Context(), ref, registry.Want{}, remoteOptions()...)
+			opts := remoteOptions()
+			if verifyKey != "" {
+				k, err := signature.LoadVerifier(verifyKey)
+				if err != nil {
+					return usageError{err}
+				}
+				opts = append(opts, registry.VerifyWith(k))
+			}
+			if decryptionKey != "" {
+				k, err := layercrypt.LoadPrivateKey(decryptionKey)
+				if err != nil {
+					return usageError{err}
+				}
+				opts = append(opts, registry.DecryptWith(k))
+			}
+			res, err := registry.Resolve(cmd.Context(), ref, registry.Want{}, opts...)
 			if err != nil {
 				return err
 			}
@@ -86,7 +127,7 @@ crwrap.json; on any failure nothing is left. checkpointctl reads the result.`,
 			if err := os.Mkdir(tmp, 0o700); err != nil {
 				return fmt.Errorf("pull into %s: %w", args[1], err)
 			}
-			if _, err := registry.Pull(cmd.Context(), res, tmp, remoteOptions()...); err != nil {
+			if _, err := registry.Pull(cmd.Context(), res, tmp, opts...); err != nil {
 				_ = os.RemoveAll(tmp)
 				return err
 			}
@@ -101,4 +142,7 @@ crwrap.json; on any failure nothing is left. checkpointctl reads the result.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&verifyKey, "verify-key", "", "PEM public key: pull only an image signed by its pair")
+	cmd.Flags().StringVar(&decryptionKey, "decryption-key", "", "PEM private key that decrypts the layers")
+	return cmd
 }

@@ -41,6 +41,10 @@ const (
 	KeyCheckpointImage     = "cr.checkpoint.image"
 	KeyCheckpointCache     = "cr.checkpoint.cache"
 	KeyPullTimeout         = "cr.checkpoint.pull-timeout"
+	KeySigningKey          = "cr.checkpoint.signing-key"
+	KeyVerifyKey           = "cr.checkpoint.verify-key"
+	KeyEncryptionKey       = "cr.checkpoint.encryption-key"
+	KeyDecryptionKey       = "cr.checkpoint.decryption-key"
 )
 
 // DefaultPath is where the properties file is looked for when neither --config nor
@@ -145,6 +149,30 @@ var keys = []keyDef{
 		s.PullTimeout, err = duration(v, false)
 		return err
 	}},
+	{KeySigningKey, "", func(s *Settings, v string) (err error) {
+		s.SigningKey, err = optionalPath(v)
+		return err
+	}},
+	{KeyVerifyKey, "", func(s *Settings, v string) (err error) {
+		s.VerifyKey, err = optionalPath(v)
+		return err
+	}},
+	{KeyEncryptionKey, "", func(s *Settings, v string) (err error) {
+		s.EncryptionKey, err = optionalPath(v)
+		return err
+	}},
+	{KeyDecryptionKey, "", func(s *Settings, v string) (err error) {
+		s.DecryptionKey, err = optionalPath(v)
+		return err
+	}},
+}
+
+// optionalPath checks a key file setting: empty (off) or an absolute path.
+func optionalPath(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	return absPath(v)
 }
 
 // setImage checks cr.checkpoint.image: an OCI repository, without tag or digest (crwrap

@@ -88,7 +88,7 @@ func Resolve(ctx context.Context, ref name.Reference, want Want, opts ...Option)
 			if errors.Is(err, ErrUntrusted) {
 				return nil, fmt.Errorf("verify %s: %w", r.Digest, err)
 			}
-			return nil, fmt.Errorf("verify %s: %w: %v", r.Digest, ErrUntrusted, err)
+			return nil, classify("verify "+r.Digest.String(), err) // could not ask: not a trust decision
 		}
 	}
 	return r, nil
@@ -154,6 +154,12 @@ func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, ro
 		}
 	}
 	err = extract(tr, root)
+	if err == nil && tr != io.Reader(v) {
+		// A decrypted stream checks its MAC and plaintext digest only at its end.
+		if _, err = io.Copy(io.Discard, tr); err != nil {
+			err = fmt.Errorf("%w: decrypt layer: %v", ErrUntrusted, err)
+		}
+	}
 	if err == nil {
 		_, err = io.Copy(io.Discard, v) // the tar's padding; the digest covers it
 	}

@@ -13,9 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
+	"github.com/crwrap/crwrap/internal/layercrypt"
 	"github.com/crwrap/crwrap/internal/metrics"
 	"github.com/crwrap/crwrap/internal/nodecache"
 	"github.com/crwrap/crwrap/internal/registry"
+	"github.com/crwrap/crwrap/internal/signature"
 )
 
 // errPull marks an error of getting the checkpoint from cr.checkpoint.image.
@@ -62,6 +64,49 @@ func (s *Supervisor) registryOptions() []registry.Option {
 	)}
 }
 
+// pushOptions adds signing (cr.checkpoint.signing-key) and encryption
+// (cr.checkpoint.encryption-key).
+func (s *Supervisor) pushOptions() ([]registry.Option, error) {
+	opts := s.registryOptions()
+	if p := s.Settings.SigningKey; p != "" {
+		k, err := signature.LoadSigner(p)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, registry.SignWith(k))
+	}
+	if p := s.Settings.EncryptionKey; p != "" {
+		k, err := layercrypt.LoadPublicKey(p)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, registry.EncryptFor(k))
+	}
+	return opts, nil
+}
+
+// pullOptions adds signature verification (cr.checkpoint.verify-key) and decryption
+// (cr.checkpoint.decryption-key). A key that cannot be loaded is ErrUntrusted: nothing is
+// restored unverified.
+func (s *Supervisor) pullOptions() ([]registry.Option, error) {
+	opts := s.registryOptions()
+	if p := s.Settings.VerifyKey; p != "" {
+		k, err := signature.LoadVerifier(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", registry.ErrUntrusted, err)
+		}
+		opts = append(opts, registry.VerifyWith(k))
+	}
+	if p := s.Settings.DecryptionKey; p != "" {
+		k, err := layercrypt.LoadPrivateKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", registry.ErrUntrusted, err)
+		}
+		opts = append(opts, registry.DecryptWith(k))
+	}
+	return opts, nil
+}
+
 // pushPublished pushes the published checkpoint to cr.checkpoint.image. It never fails the
 // checkpoint: each failure is logged and counted, and the push is tried again with backoff
 // until it worked, pushAttempts were made or ctx ended.
@@ -82,7 +127,7 @@ func (s *Supervisor) pushPublished(ctx context.Context, st checkpoint.Store) {
 			return
 		}
 		fields := logrus.Fields{"phase": "push", "image": repo.String(), "attempt": attempt}
-		if attempt == attempts || errors.Is(err, checkpoint.ErrDamaged) || errors.Is(err, checkpoint.ErrNotFound) {
+		if attempt == attempts || !errors.Is(err, registry.ErrUnavailable) {
 			s.Log.WithFields(fields).WithError(err).Error("push failed; giving up (the local checkpoint is not affected)")
 			return
 		}
@@ -107,7 +152,11 @@ func (s *Supervisor) pushOnce(ctx context.Context, st checkpoint.Store, repo nam
 	if _, err := r.Verify(false); err != nil {
 		return err
 	}
-	p, err := registry.PushTo(ctx, r, repo, s.registryOptions()...)
+	opts, err := s.pushOptions()
+	if err != nil {
+		return err
+	}
+	p, err := registry.PushTo(ctx, r, repo, opts...)
 	var bytes int64
 	if p != nil {
 		bytes = p.Bytes
@@ -207,7 +256,10 @@ func (s *Supervisor) pull(ctx context.Context) (*checkpoint.Reader, error) {
 	if err != nil {
 		return fail(err)
 	}
-	opts := s.registryOptions()
+	opts, err := s.pullOptions()
+	if err != nil {
+		return fail(err)
+	}
 	want := registry.Want{HostClass: registry.HostClass(host, s.CRIUVersion), App: registry.AppClass(app)}
 	res, err := registry.Resolve(ctx, ref, want, opts...)
 	if err != nil {
