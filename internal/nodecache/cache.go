@@ -132,8 +132,8 @@ func (c *Cache) refPath(ref string) string {
 	return filepath.Join(c.dir, "refs", hex.EncodeToString(sum[:16]))
 }
 
-// Remember records that ref (a tag) resolved to digest, and removes the entry it resolved
-// to before unless a pod is reading it.
+// Remember records that ref (a tag) resolved to digest, and removes the entries no ref
+// names any more (the one ref resolved to before, typically) unless a pod is reading them.
 func (c *Cache) Remember(ref, digest string) error {
 	old, _ := c.Lookup(ref)
 	if old == digest {
@@ -148,13 +148,35 @@ func (c *Cache) Remember(ref, digest string) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("record %s: %w", ref, err)
 	}
-	if old != "" {
-		if e, err := c.entry(old); err == nil {
-			removeIfUnread(e)
-		}
-	}
+	c.prune()
 	return nil
 }
+
+// prune removes the entries no ref names any more, unless a pod is reading them (a later
+// Remember removes those).
+func (c *Cache) prune() {
+	named := map[string]bool{}
+	refs, _ := os.ReadDir(filepath.Join(c.dir, "refs"))
+	for _, r := range refs {
+		if b, err := os.ReadFile(filepath.Join(c.dir, "refs", r.Name())); err == nil {
+			named[strings.TrimPrefix(strings.TrimSpace(string(b)), "sha256:")] = true
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(c.dir, "sha256"))
+	for _, e := range entries {
+		if !e.IsDir() || !hexRE.MatchString(e.Name()) || named[e.Name()] {
+			continue
+		}
+		// An entry filled a moment ago may not be named yet by the pod that pulled it.
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < pruneGrace {
+			continue
+		}
+		removeIfUnread(filepath.Join(c.dir, "sha256", e.Name()))
+	}
+}
+
+// pruneGrace is how old an unnamed entry must be before prune removes it.
+var pruneGrace = time.Minute
 
 // Lookup returns the digest ref last resolved to on this node ("" when unknown).
 func (c *Cache) Lookup(ref string) (string, error) {

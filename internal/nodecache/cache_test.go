@@ -123,6 +123,9 @@ func TestWaitEndsWithContext(t *testing.T) {
 }
 
 func TestRememberRemovesReplacedEntry(t *testing.T) {
+	grace := pruneGrace
+	pruneGrace = 0
+	defer func() { pruneGrace = grace }()
 	c, err := New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +148,25 @@ func TestRememberRemovesReplacedEntry(t *testing.T) {
 	}
 	if c.Has(digest) {
 		t.Error("the entry the tag no longer names is still cached")
+	}
+	// An entry held by a restore survives the move, and goes with the next one.
+	third := "sha256:" + strings.Repeat("e", 64)
+	r2, _, err := c.Get(context.Background(), other, fillWith(&n, "y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remember("repo:tag", third); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Has(other) {
+		t.Error("an entry a restore holds was removed")
+	}
+	r2.Close()
+	if err := c.Remember("repo:tag", digest); err != nil {
+		t.Fatal(err)
+	}
+	if c.Has(other) {
+		t.Error("an entry no ref names was kept after its reader closed")
 	}
 	if _, _, err := c.Get(context.Background(), "sha256:../../etc", fillWith(&n, "x")); err == nil {
 		t.Error("Get accepted a digest that is a path")
