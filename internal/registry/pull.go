@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -109,11 +110,12 @@ func Pull(ctx context.Context, r *Resolved, dir string, opts ...Option) (int64, 
 	}
 	defer root.Close()
 	var fetched atomic.Int64
+	sums := &fileSums{m: map[string]string{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.jobs)
 	for _, desc := range r.Manifest.Layers {
 		g.Go(func() error {
-			n, err := pullLayer(gctx, r.Digest.Context(), desc, root, o)
+			n, err := pullLayer(gctx, r.Digest.Context(), desc, root, sums, o)
 			fetched.Add(n)
 			if err != nil {
 				return classify("pull layer "+desc.Digest.String(), err)
@@ -124,13 +126,13 @@ func Pull(ctx context.Context, r *Resolved, dir string, opts ...Option) (int64, 
 	if err := g.Wait(); err != nil {
 		return fetched.Load(), fmt.Errorf("pull %s: %w", r.Digest, err)
 	}
-	if err := checkTree(dir); err != nil {
+	if err := checkTree(dir, sums); err != nil {
 		return fetched.Load(), fmt.Errorf("pull %s: %w", r.Digest, err)
 	}
 	return fetched.Load(), nil
 }
 
-func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, root *os.Root, o *options) (int64, error) {
+func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, root *os.Root, sums *fileSums, o *options) (int64, error) {
 	l, err := remote.Layer(repo.Digest(desc.Digest.String()), append(o.remote, remote.WithContext(ctx))...)
 	if err != nil {
 		return 0, err
@@ -153,7 +155,7 @@ func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, ro
 			return 0, fmt.Errorf("%w: decrypt layer: %v", ErrUntrusted, err)
 		}
 	}
-	err = extract(tr, root)
+	err = extract(tr, root, sums)
 	if err == nil && tr != io.Reader(v) {
 		// A decrypted stream checks its MAC and plaintext digest only at its end.
 		if _, err = io.Copy(io.Discard, tr); err != nil {
@@ -195,9 +197,22 @@ func (v *verifying) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// extract unpacks a layer into root: regular files (each created, never overwritten) and
-// directories, at local paths only, root-only modes. Anything else is refused.
-func extract(r io.Reader, root *os.Root) error {
+// fileSums are the sha256 digests of the files written by extract, by path.
+type fileSums struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (f *fileSums) set(p, sum string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m[p] = sum
+}
+
+// extract unpacks a layer into root: regular files (each created, never overwritten, hashed
+// and synced as it is written) and directories, at local paths only, root-only modes.
+// Anything else is refused.
+func extract(r io.Reader, root *os.Root, sums *fileSums) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -208,7 +223,7 @@ func extract(r io.Reader, root *os.Root) error {
 			return fmt.Errorf("%w: read layer: %v", checkpoint.ErrDamaged, err)
 		}
 		p := path.Clean(h.Name)
-		if !filepath.IsLocal(p) || p == checkpoint.ManifestFile+"/" {
+		if !filepath.IsLocal(p) {
 			return fmt.Errorf("%w: layer entry %q is not a local path", ErrFormat, h.Name)
 		}
 		switch h.Typeflag {
@@ -229,7 +244,11 @@ func extract(r io.Reader, root *os.Root) error {
 				}
 				return fmt.Errorf("create %s: %w", p, err)
 			}
-			n, err := io.Copy(f, tr)
+			sum := sha256.New()
+			n, err := io.Copy(io.MultiWriter(f, sum), tr)
+			if err == nil {
+				err = f.Sync() // here, in parallel with the other layers, not in one pass at the end
+			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -239,6 +258,7 @@ func extract(r io.Reader, root *os.Root) error {
 			if n != h.Size {
 				return fmt.Errorf("%w: %s: %d of %d bytes", checkpoint.ErrDamaged, p, n, h.Size)
 			}
+			sums.set(p, hex.EncodeToString(sum.Sum(nil)))
 		default:
 			return fmt.Errorf("%w: layer entry %q is neither a file nor a directory", ErrFormat, h.Name)
 		}
@@ -246,14 +266,21 @@ func extract(r io.Reader, root *os.Root) error {
 }
 
 // checkTree checks a pulled directory as any checkpoint made elsewhere is checked
-// (checkpoint.Open, with digests): crwrap.json sealed, every file listed there with its size
-// and digest, nothing else.
-func checkTree(dir string) error {
-	r, err := checkpoint.Open(dir, true)
+// (checkpoint.Open: crwrap.json sealed, only listed files, each with its size), and every
+// listed file's content against crwrap.json with the digests taken while it was written
+// (the same check as checkpoint.Open with digests, without reading everything again).
+func checkTree(dir string, sums *fileSums) error {
+	r, err := checkpoint.Open(dir, false)
 	if err != nil {
 		return err
 	}
-	return r.Close()
+	defer r.Close()
+	for _, f := range r.Manifest.Files {
+		if got := sums.m[path.Clean(f.Path)]; got != f.SHA256 {
+			return fmt.Errorf("%w: %s content differs from %s", checkpoint.ErrDamaged, f.Path, checkpoint.ManifestFile)
+		}
+	}
+	return nil
 }
 
 // checkSpace refuses a pull that cannot fit on dir's file system, before fetching a byte.

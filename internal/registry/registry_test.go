@@ -214,3 +214,24 @@ func TestPullUnreachable(t *testing.T) {
 		t.Fatalf("Resolve on a closed port: %v, want ErrUnavailable", err)
 	}
 }
+
+// A pulled file whose content (as hashed while it was written) is not what crwrap.json says
+// is damaged, even when its size is right.
+func TestCheckTreeComparesWrittenDigests(t *testing.T) {
+	dir, m := fakeCheckpoint(t)
+	good := &fileSums{m: map[string]string{}}
+	for _, f := range m.Files {
+		good.set(f.Path, f.SHA256)
+	}
+	if err := checkTree(dir, good); err != nil {
+		t.Fatalf("intact: %v", err)
+	}
+	bad := &fileSums{m: map[string]string{}}
+	for k, v := range good.m {
+		bad.m[k] = v
+	}
+	bad.m["spec.dump"] = strings.Repeat("0", 64)
+	if err := checkTree(dir, bad); !errors.Is(err, checkpoint.ErrDamaged) {
+		t.Fatalf("changed content: %v, want ErrDamaged", err)
+	}
+}

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/crwrap/crwrap/test/harness"
@@ -44,7 +46,6 @@ func TestCrossNodeRestore(t *testing.T) {
 				if got := harness.MustGet(t, a.url(""), "/heap"); got != "16 MiB intact=true" {
 					t.Errorf("restore %d: /heap = %q", i+1, got)
 				}
-				t.Logf("restore %d: pull %v", i+1, pull)
 				harness.Stop(t, p)
 			}
 			if n := reg.blobGets(pages); n != 1 {
@@ -55,4 +56,40 @@ func TestCrossNodeRestore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The registry goes away after node B pulled: B's next restore uses the checkpoint it pulled
+// before (logged), and the pull metrics say what happened.
+func TestRegistryDownUsesCache(t *testing.T) {
+	a := newTestApp(t, "-warmup", "200ms", "-heap", "8")
+	reg := startRegistry(t, registryOptions{})
+	want, _ := newNode(t).checkpoint(a, reg.repo(), reg.env())
+	b := newNode(t)
+	metrics := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	p := b.restoreReady(a, reg.repo(), reg.env(), "cr.metrics.address="+metrics)
+	harness.AssertRestored(t, p)
+	body := harness.MustGet(t, "http://"+metrics, "/metrics")
+	for _, w := range []string{
+		`crwrap_registry_cache_total{result="miss"} 1`,
+		`crwrap_registry_transfers_total{direction="pull",result="ok"} 1`,
+	} {
+		if !strings.Contains(body, w) {
+			t.Errorf("/metrics lacks %s", w)
+		}
+	}
+	if strings.Contains(body, `crwrap_registry_transfer_bytes_total{direction="pull"} 0`) {
+		t.Error("/metrics counts no pulled bytes")
+	}
+	harness.Stop(t, p)
+
+	reg.kill()
+	p = b.restoreReady(a, reg.repo(), reg.env())
+	harness.AssertRestored(t, p)
+	if findLog(p, "msg", "registry unavailable: restoring the checkpoint this node pulled before") == nil {
+		t.Errorf("no log line saying the cached checkpoint is used while the registry is down\nstderr:\n%s", p.Stderr)
+	}
+	if got := harness.MustGet(t, a.url(""), "/value"); got != want {
+		t.Errorf("/value = %q, want %q", got, want)
+	}
+	harness.Stop(t, p)
 }
