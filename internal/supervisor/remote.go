@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -13,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
+	"github.com/crwrap/crwrap/internal/criu"
 	"github.com/crwrap/crwrap/internal/layercrypt"
 	"github.com/crwrap/crwrap/internal/metrics"
 	"github.com/crwrap/crwrap/internal/nodecache"
@@ -311,5 +314,39 @@ func (s *Supervisor) fromCache(ctx context.Context, cache *nodecache.Cache, ref 
 		return nil, fmt.Errorf("%w: %s: %w", errPull, ref, err)
 	}
 	s.phase("verify", vt, logrus.Fields{"checkpoint": r.Dir, "verify": s.Settings.RestoreVerify})
+	s.loadKdat()
 	return r, nil
+}
+
+// A node that restores from the registry may have no CRIU kernel probe cache on its
+// checkpoint root yet (its own checkpoint pod writes it there after its first dump), and the
+// restore pods cannot write /cr: the node cache keeps one for them, or CRIU probes the kernel
+// on every restore (a few hundred ms).
+func (s *Supervisor) cacheKdat() criu.KdatCache {
+	return criu.KdatCache{Path: filepath.Join(s.Settings.CheckpointCache, ".crwrap", "criu-"+s.CRIUVersion+".kdat")}
+}
+
+func (s *Supervisor) rootKdatMissing() bool {
+	_, err := os.Stat(filepath.Join(s.Settings.CheckpointRoot, ".crwrap", "criu-"+s.CRIUVersion+".kdat"))
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// loadKdat puts the node cache's probe cache in place when the checkpoint root has none.
+func (s *Supervisor) loadKdat() {
+	if s.rootKdatMissing() {
+		if err := s.cacheKdat().Load(); err != nil {
+			s.Log.WithError(err).Debug("CRIU kernel probe cache")
+		}
+	}
+}
+
+// keepKdat saves CRIU's probe cache to the node cache after a restore, when the registry is
+// in use and the checkpoint root has none.
+func (s *Supervisor) keepKdat() {
+	if s.Settings.CheckpointImage == "" || !s.rootKdatMissing() {
+		return
+	}
+	if err := s.cacheKdat().Save(); err != nil {
+		s.Log.WithError(err).Debug("CRIU kernel probe cache not saved")
+	}
 }

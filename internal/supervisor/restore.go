@@ -110,6 +110,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	if err != nil {
 		return nil, err
 	}
+	s.keepKdat() // remote.go: for the next pod on a node that has no checkpoint of its own
 	if lz != nil {
 		held = true
 		go s.watchLazyPages(a, lz, r)
