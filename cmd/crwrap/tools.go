@@ -94,7 +94,9 @@ func newImportCmd() *cobra.Command {
 		Short: "Unpack a checkpoint archive into a new checkpoint directory crwrap can restore",
 		Long: `Unpack FILE (tar, zstd or gzip, detected) into DIR, which must not exist. Entries that
 could write outside DIR (absolute paths, "..", links out of the tree, devices) are refused
-and nothing is left behind; files are made readable by root only.`,
+and nothing is left behind; files are made readable by root only. The inner rootfs-diff.tar
+and deleted.files are checked as a restore checks them, a crwrap.json as a restore verifies
+it; archives over 100,000 entries, 256 GiB or a 128 MiB zstd window are refused.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			err := archive.ImportFile(args[0], args[1], archive.ImportOptions{NoVerify: noVerify})
@@ -104,7 +106,7 @@ and nothing is left behind; files are made readable by root only.`,
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&noVerify, "no-verify", false, "do not compare the files with crwrap.json")
+	cmd.Flags().BoolVar(&noVerify, "no-verify", false, "do not compare the files with crwrap.json (the safety checks still run)")
 	return cmd
 }
 

@@ -499,3 +499,22 @@ func TestImportRefusesTamperedManifest(t *testing.T) {
 		t.Errorf("left behind: %v", ents)
 	}
 }
+
+// More entries than the limit: refused, nothing left (the limit is lowered here).
+func TestImportEntryLimit(t *testing.T) {
+	defer func(n int) { importEntryLimit = n }(importEntryLimit)
+	importEntryLimit = len(okEntries) + 2
+	entries := append(append([]entry{}, okEntries...), entry{name: "checkpoint/a", typ: tar.TypeDir}, entry{name: "checkpoint/b", typ: tar.TypeDir})
+	parent := t.TempDir()
+	if err := Import(bytes.NewReader(makeTar(t, entries)), filepath.Join(parent, "cp"), ImportOptions{}); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	entries = append(entries, entry{name: "checkpoint/c", typ: tar.TypeDir})
+	err := Import(bytes.NewReader(makeTar(t, entries)), filepath.Join(parent, "cp2"), ImportOptions{})
+	if !errors.Is(err, ErrUnsafeEntry) || !strings.Contains(err.Error(), "entries") {
+		t.Fatalf("past the limit: %v", err)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+		t.Errorf("left behind: %v", ents)
+	}
+}

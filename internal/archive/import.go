@@ -44,6 +44,9 @@ const (
 	MaxZstdWindow = 128 << 20
 )
 
+// importEntryLimit is MaxImportEntries (lowered by tests).
+var importEntryLimit = MaxImportEntries
+
 // ImportOptions tunes Import.
 type ImportOptions struct {
 	// NoVerify skips checking the unpacked files against the sizes and digests of crwrap.json.
@@ -232,8 +235,8 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
-	if u.entries++; u.entries > MaxImportEntries {
-		return unsafe(hdr.Name, "more than %d entries", MaxImportEntries)
+	if u.entries++; u.entries > importEntryLimit {
+		return unsafe(hdr.Name, "more than %d entries", importEntryLimit)
 	}
 	if hdr.Size > 0 {
 		if u.bytes += hdr.Size; u.bytes > MaxImportBytes {
@@ -274,6 +277,7 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 			}
 		}
 		u.mtimes = append(u.mtimes, mtime{name, hdr.ModTime})
+	//lint:ignore SA1019 tar.Reader turns TypeRegA into TypeReg; kept for readers of this switch
 	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archivers still write TypeRegA
 		f, err := u.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {

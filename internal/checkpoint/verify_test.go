@@ -276,3 +276,34 @@ func TestCheckAppStatShortcut(t *testing.T) {
 		t.Fatalf("a same-size rewrite after the checkpoint: %v, want ErrForeign", err)
 	}
 }
+
+// A tree with more entries than the limit is refused (the limit is lowered here).
+func TestVerifyEntryLimit(t *testing.T) {
+	defer func(n int) { fileLimit = n }(fileLimit)
+	fileLimit = 5
+	dir := t.TempDir()
+	for i := 0; i < 6; i++ {
+		os.MkdirAll(filepath.Join(dir, "checkpoint", strings.Repeat("d", i+1)), 0o700)
+	}
+	if err := WriteManifest(dir, &Manifest{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, false); !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "more than 5 entries") {
+		t.Fatalf("Open: %v, want ErrUnsafe for too many entries", err)
+	}
+}
+
+// An app file that is a FIFO (or a device) now is foreign, found without opening it: a
+// crafted manifest naming one must not hang the restore.
+func TestCheckAppSpecialFile(t *testing.T) {
+	root := t.TempDir()
+	if err := unix.Mkfifo(filepath.Join(root, "app"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	app := App{Args: []string{"/app"}}
+	m := &Manifest{App: app}
+	m.App.Files = []File{{Path: "/app", Size: 0, SHA256: strings.Repeat("0", 64)}}
+	if err := m.CheckApp(app, root, true); !errors.Is(err, ErrForeign) {
+		t.Fatalf("CheckApp: %v, want ErrForeign", err)
+	}
+}

@@ -259,6 +259,9 @@ const (
 	maxNameBytes = 4096
 )
 
+// diffEntryLimit is MaxDiffEntries (lowered by tests).
+var diffEntryLimit = MaxDiffEntries
+
 // ErrUnsafeDiff means a root filesystem diff has an entry crwrap never writes: a path that
 // leaves the root (absolute, "..", below a symlink of the diff), a hardlink, a device node, a
 // socket, a setuid or setgid bit, a duplicate, or more than the limits allow.
@@ -318,8 +321,8 @@ func (c *diffCheck) header(hdr *tar.Header) (string, error) {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return "", nil
 	}
-	if c.entries++; c.entries > MaxDiffEntries {
-		return "", unsafeEntry(hdr.Name, "more than %d entries", MaxDiffEntries)
+	if c.entries++; c.entries > diffEntryLimit {
+		return "", unsafeEntry(hdr.Name, "more than %d entries", diffEntryLimit)
 	}
 	if strings.HasPrefix(hdr.Name, "/") {
 		return "", unsafeEntry(hdr.Name, "absolute path")
@@ -349,7 +352,7 @@ func (c *diffCheck) header(hdr *tar.Header) (string, error) {
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir, tar.TypeFifo:
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archivers still write TypeRegA
+	case tar.TypeReg: // tar.Reader turns the old TypeRegA into TypeReg
 		if hdr.Size < 0 {
 			return "", unsafeEntry(hdr.Name, "size %d", hdr.Size)
 		}
@@ -385,8 +388,8 @@ func readDeleted(r io.Reader) ([]string, error) {
 	if err := json.Unmarshal(b, &deleted); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", DeletedFile, err)
 	}
-	if len(deleted) > MaxDiffEntries {
-		return nil, fmt.Errorf("%w: %s lists more than %d paths", ErrUnsafeDiff, DeletedFile, MaxDiffEntries)
+	if len(deleted) > diffEntryLimit {
+		return nil, fmt.Errorf("%w: %s lists more than %d paths", ErrUnsafeDiff, DeletedFile, diffEntryLimit)
 	}
 	out := make([]string, 0, len(deleted))
 	for _, d := range deleted {
@@ -417,7 +420,7 @@ func extract(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string) error 
 				return err
 			}
 		}
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // see header
+	case tar.TypeReg:
 		// O_EXCL: never through a symlink, never over an earlier entry.
 		f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {

@@ -218,3 +218,22 @@ func TestExportDeleted(t *testing.T) {
 		t.Fatalf("deleted.files = %s", b)
 	}
 }
+
+// More entries than the limit: refused (the limit is lowered here; it is 1,000,000).
+func TestDiffEntryLimit(t *testing.T) {
+	defer func(n int) { diffEntryLimit = n }(diffEntryLimit)
+	diffEntryLimit = 10
+	var entries []entry
+	for i := 0; i < 11; i++ {
+		entries = append(entries, entry{name: "d" + strings.Repeat("x", i), typ: tar.TypeDir})
+	}
+	if err := CheckDiff(bytes.NewReader(makeDiff(t, entries))); !errors.Is(err, ErrUnsafeDiff) || !strings.Contains(err.Error(), "more than 10 entries") {
+		t.Fatalf("CheckDiff: %v", err)
+	}
+	if err := ApplyDiff(t.TempDir(), bytes.NewReader(makeDiff(t, entries[:10])), nil); err != nil {
+		t.Fatalf("ApplyDiff at the limit: %v", err)
+	}
+	if err := CheckDeleted(strings.NewReader(`["/a","/b","/c","/d","/e","/f","/g","/h","/i","/j","/k"]`)); !errors.Is(err, ErrUnsafeDiff) {
+		t.Fatalf("CheckDeleted: %v", err)
+	}
+}

@@ -87,3 +87,24 @@ func tarNames(t *testing.T, path string) map[string]bool {
 		names[strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(h.Name, "./"), "/"), "/")] = true
 	}
 }
+
+// A file of the pod's root that the app deleted stays deleted after a restore (an overlay
+// whiteout, saved in deleted.files), and stays on the host.
+func TestRootfsDeletionSurvives(t *testing.T) {
+	hostFile := "/var/tmp/" + randomName(t, "crwrap-test-")
+	if err := os.WriteFile(hostFile, []byte("host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(hostFile) })
+	a := newTestApp(t, "-warmup", "300ms", "-remove", hostFile)
+	a.mustCheckpoint()
+	p := a.restoreReady()
+	harness.AssertRestored(t, p)
+	if got, err := harness.Get(a.url("/file?path=" + hostFile)); err == nil {
+		t.Errorf("after restore the app reads %q from %s, which it deleted", got, hostFile)
+	}
+	harness.Stop(t, p)
+	if b, err := os.ReadFile(hostFile); err != nil || string(b) != "host" {
+		t.Errorf("the host's %s: %q, %v (want it untouched)", hostFile, b, err)
+	}
+}

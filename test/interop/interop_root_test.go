@@ -172,6 +172,9 @@ func layOut(t *testing.T, imgDir, parent, name string) string {
 	if err := os.WriteFile(filepath.Join(version, checkpoint.ManifestFile), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := checkpoint.SealManifest(version); err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(parent, name)
 	if err := os.Symlink(filepath.Base(version), dir); err != nil {
 		t.Fatal(err)

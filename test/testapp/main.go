@@ -13,7 +13,7 @@
 // repeatable), -connect HOST:PORT (keep an outbound TCP connection open), -fifo PATH (make a
 // FIFO at PATH and keep it open; /fifo?msg=M writes M into it and answers what it reads back),
 // -unix PATH (listen on a unix socket bound to PATH; /unix?msg=M sends M to it and answers
-// the echo).
+// the echo), -remove PATH (removed after warm-up, repeatable).
 //
 //go:debug multipathtcp=0
 package main
@@ -89,6 +89,8 @@ func serve(args []string) {
 	unixPath := fs.String("unix", "", "listen on a unix socket bound to PATH")
 	var w writes
 	fs.Var(&w, "write", "PATH=CONTENT written after warm-up")
+	var rm writes
+	fs.Var(&rm, "remove", "PATH removed after warm-up")
 	addr := args[0]
 	fs.Parse(args[1:])
 
@@ -156,6 +158,12 @@ func serve(args []string) {
 		p, c, _ := strings.Cut(kv, "=")
 		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "write:", err)
+			os.Exit(1)
+		}
+	}
+	for _, p := range rm {
+		if err := os.Remove(p); err != nil {
+			fmt.Fprintln(os.Stderr, "remove:", err)
 			os.Exit(1)
 		}
 	}
@@ -269,7 +277,7 @@ func serveUnix(mux *http.ServeMux, p string) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		b := make([]byte, len(msg))
-		if _, err := c.Write([]byte(msg)); err == nil {
+		if _, err = c.Write([]byte(msg)); err == nil {
 			_, err = io.ReadFull(c, b)
 		}
 		if err != nil {
