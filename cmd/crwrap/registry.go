@@ -101,7 +101,7 @@ encrypted layers.`,
 			if _, err := os.Lstat(args[1]); err == nil {
 				return usageError{fmt.Errorf("pull into %s: it exists already", args[1])}
 			}
-			opts := remoteOptions()
+			opts := append(remoteOptions(), registry.WithFileDigests(true))
 			if verifyKey != "" {
 				k, err := signature.LoadVerifier(verifyKey)
 				if err != nil {

@@ -46,7 +46,8 @@ type options struct {
 	jobs      int
 	maxBytes  int64
 	maxLayers int
-	progress  func(bytes int64)
+	// fileDigests: Pull also compares every file's sha256 with crwrap.json.
+	fileDigests bool
 }
 
 func makeOptions(ctx context.Context, opts []Option) *options {
@@ -84,6 +85,11 @@ func WithJobs(n int) Option {
 		}
 	}
 }
+
+// WithFileDigests makes Pull hash every file as it is written and compare it with the
+// digest crwrap.json records (the blobs' digests are always checked; this adds the check
+// cr.restore.verify=digest makes of a local checkpoint).
+func WithFileDigests(on bool) Option { return func(o *options) { o.fileDigests = on } }
 
 // WithLimits bounds what a pull accepts: the sum of the layer sizes and their number
 // (default 64 GiB, 4096 layers).

@@ -97,8 +97,9 @@ func Resolve(ctx context.Context, ref name.Reference, want Want, opts ...Option)
 
 // Pull fetches the layers of the resolved image into dir (an empty directory the caller
 // removes should Pull fail), several at once, checking each blob's size and digest while it
-// is written, then checks the result against its crwrap.json: every file listed with its
-// size and digest, nothing else. It returns the bytes fetched.
+// is written, then checks the result as a checkpoint from elsewhere (sealed crwrap.json,
+// every file listed there with its size — and with WithFileDigests its digest —, nothing
+// else). It returns the bytes fetched.
 func Pull(ctx context.Context, r *Resolved, dir string, opts ...Option) (int64, error) {
 	o := makeOptions(ctx, opts)
 	if err := checkSpace(dir, r.Bytes()); err != nil {
@@ -110,7 +111,10 @@ func Pull(ctx context.Context, r *Resolved, dir string, opts ...Option) (int64, 
 	}
 	defer root.Close()
 	var fetched atomic.Int64
-	sums := &fileSums{m: map[string]string{}}
+	var sums *fileSums
+	if o.fileDigests {
+		sums = &fileSums{m: map[string]string{}}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.jobs)
 	for _, desc := range r.Manifest.Layers {
@@ -142,8 +146,12 @@ func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, ro
 		return 0, err
 	}
 	defer rc.Close()
-	// Our own check, whatever the transport does: exactly desc.Size bytes, digest desc.Digest.
-	v := &verifying{r: io.LimitReader(rc, desc.Size+1), h: sha256.New()}
+	// go-containerregistry checks the blob's digest while it is read and fails the read that
+	// reaches its end on a mismatch; the size is checked here too.
+	if desc.Digest.Algorithm != "sha256" {
+		return 0, fmt.Errorf("%w: blob %s: not a sha256 digest", ErrFormat, desc.Digest)
+	}
+	v := &counting{r: io.LimitReader(rc, desc.Size+1)}
 	var tr io.Reader = v
 	switch desc.MediaType {
 	case types.OCIUncompressedLayer, types.DockerUncompressedLayer:
@@ -166,34 +174,26 @@ func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, ro
 		_, err = io.Copy(io.Discard, v) // the tar's padding; the digest covers it
 	}
 	if err != nil {
-		// The transport checks the digest too and fails the last read: say what it is.
-		if v.n == desc.Size && hex.EncodeToString(v.h.Sum(nil)) != desc.Digest.Hex {
-			return v.n, fmt.Errorf("%w: blob %s: digest mismatch", checkpoint.ErrDamaged, desc.Digest)
+		// Every byte arrived, and the last read failed: the transport's digest check.
+		if v.n == desc.Size && ctx.Err() == nil {
+			return v.n, fmt.Errorf("%w: blob %s: digest mismatch: %v", checkpoint.ErrDamaged, desc.Digest, err)
 		}
 		return v.n, err
 	}
-	switch {
-	case v.n != desc.Size:
+	if v.n != desc.Size {
 		return v.n, fmt.Errorf("%w: blob %s has %d bytes, the manifest says %d", checkpoint.ErrDamaged, desc.Digest, v.n, desc.Size)
-	case desc.Digest.Algorithm != "sha256" || hex.EncodeToString(v.h.Sum(nil)) != desc.Digest.Hex:
-		return v.n, fmt.Errorf("%w: blob %s: digest mismatch", checkpoint.ErrDamaged, desc.Digest)
 	}
 	return v.n, nil
 }
 
-type verifying struct {
+type counting struct {
 	r io.Reader
-	h interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
 	n int64
 }
 
-func (v *verifying) Read(p []byte) (int, error) {
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	v.n += int64(n)
+func (c *counting) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
 	return n, err
 }
 
@@ -244,8 +244,12 @@ func extract(r io.Reader, root *os.Root, sums *fileSums) error {
 				}
 				return fmt.Errorf("create %s: %w", p, err)
 			}
+			var w io.Writer = f
 			sum := sha256.New()
-			n, err := io.Copy(io.MultiWriter(f, sum), tr)
+			if sums != nil {
+				w = io.MultiWriter(f, sum)
+			}
+			n, err := io.Copy(w, tr)
 			if err == nil {
 				err = f.Sync() // here, in parallel with the other layers, not in one pass at the end
 			}
@@ -258,7 +262,9 @@ func extract(r io.Reader, root *os.Root, sums *fileSums) error {
 			if n != h.Size {
 				return fmt.Errorf("%w: %s: %d of %d bytes", checkpoint.ErrDamaged, p, n, h.Size)
 			}
-			sums.set(p, hex.EncodeToString(sum.Sum(nil)))
+			if sums != nil {
+				sums.set(p, hex.EncodeToString(sum.Sum(nil)))
+			}
 		default:
 			return fmt.Errorf("%w: layer entry %q is neither a file nor a directory", ErrFormat, h.Name)
 		}
@@ -266,15 +272,18 @@ func extract(r io.Reader, root *os.Root, sums *fileSums) error {
 }
 
 // checkTree checks a pulled directory as any checkpoint made elsewhere is checked
-// (checkpoint.Open: crwrap.json sealed, only listed files, each with its size), and every
-// listed file's content against crwrap.json with the digests taken while it was written
-// (the same check as checkpoint.Open with digests, without reading everything again).
+// (checkpoint.Open: crwrap.json sealed, only listed files, each with its size) and, with
+// sums, every listed file's content against crwrap.json with the digests taken while it was
+// written (the same check as checkpoint.Open with digests, without reading everything again).
 func checkTree(dir string, sums *fileSums) error {
 	r, err := checkpoint.Open(dir, false)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	if sums == nil {
+		return nil
+	}
 	for _, f := range r.Manifest.Files {
 		if got := sums.m[path.Clean(f.Path)]; got != f.SHA256 {
 			return fmt.Errorf("%w: %s content differs from %s", checkpoint.ErrDamaged, f.Path, checkpoint.ManifestFile)

@@ -145,7 +145,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 		t.Errorf("annotations %v", r.Manifest.Annotations)
 	}
 	out := t.TempDir()
-	n, err := Pull(ctx, r, out)
+	n, err := Pull(ctx, r, out, WithFileDigests(true))
 	if err != nil {
 		t.Fatal(err)
 	}

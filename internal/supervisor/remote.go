@@ -92,7 +92,7 @@ func (s *Supervisor) pushOptions() ([]registry.Option, error) {
 // (cr.checkpoint.decryption-key). A key that cannot be loaded is ErrUntrusted: nothing is
 // restored unverified.
 func (s *Supervisor) pullOptions() ([]registry.Option, error) {
-	opts := s.registryOptions()
+	opts := append(s.registryOptions(), registry.WithFileDigests(s.Settings.RestoreVerify == "digest"))
 	if p := s.Settings.VerifyKey; p != "" {
 		k, err := signature.LoadVerifier(p)
 		if err != nil {

@@ -10,14 +10,17 @@ import (
 
 // Node A checkpoints and pushes; node B, with no checkpoint of its own, restores from the
 // registry with the app's memory intact; B's next restore comes from its cache (the registry
-// serves the page image once). Once over plain HTTP, once over TLS with basic auth.
+// serves the page image once). Over plain HTTP, over TLS with basic auth, and with every
+// pulled file's digest checked (cr.restore.verify=digest).
 func TestCrossNodeRestore(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		o    registryOptions
+		name  string
+		o     registryOptions
+		extra []string
 	}{
-		{"http", registryOptions{}},
-		{"tls-auth", registryOptions{tls: true, auth: true}},
+		{"http", registryOptions{}, nil},
+		{"tls-auth", registryOptions{tls: true, auth: true}, nil},
+		{"verify-digest", registryOptions{}, []string{"cr.restore.verify=digest"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newTestApp(t, "-warmup", "200ms", "-heap", "16")
@@ -31,7 +34,7 @@ func TestCrossNodeRestore(t *testing.T) {
 			pages := pagesBlob(t, reg, ref)
 
 			for i, wantCache := range []string{"miss", "hit"} {
-				p := nodeB.restoreReady(a, reg.repo(), reg.env())
+				p := nodeB.restoreReady(a, reg.repo(), reg.env(), tt.extra...)
 				harness.AssertRestored(t, p)
 				pull := findLog(p, "phase", "pull")
 				if pull == nil {
