@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,4 +260,64 @@ func restartRegistry(t *testing.T, r *testRegistry) *testRegistry {
 	t.Cleanup(nr.kill)
 	nr.waitUp()
 	return nr
+}
+
+// crwrap itself is killed (SIGKILL) while it pulls: what it wrote stays only as a temporary
+// directory that no restore uses, the entry's lock is free again, and the next restore on that
+// node removes the leftover, pulls cleanly and restores.
+func TestCrwrapKilledMidPull(t *testing.T) {
+	ps := pushOne(t)
+	px := startProxy(t, ps.reg.addr)
+	started := make(chan struct{}, 1)
+	px.blob = func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if !strings.HasSuffix(r.URL.Path, ps.pages) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		resp, err := http.Get("http://" + ps.reg.addr + r.URL.Path)
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Length", resp.Header.Get("Content-Length"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.CopyN(w, resp.Body, resp.ContentLength/2)
+		w.(http.Flusher).Flush()
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done() // half sent, then nothing until the client is gone
+	}
+	n := newNode(t)
+	p := n.restore(ps.a, px.repo(), harness.Options{Env: ps.reg.env()})
+	select {
+	case <-started:
+	case <-time.After(time.Minute):
+		t.Fatalf("the pull never reached the page image\nstderr:\n%s", p.Stderr)
+	}
+	// The half-written page image is on disk, in the entry's temporary directory.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(n.cacheLeftovers()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(n.cacheLeftovers()) == 0 {
+		t.Fatalf("no temporary directory in the cache during the pull")
+	}
+	p.Signal(t, syscall.SIGKILL)
+	p.Wait(t, time.Minute)
+	if got := n.cacheEntries(); len(got) > 0 {
+		t.Fatalf("a complete-looking entry after a killed pull: %v", got)
+	}
+
+	px.blob = nil
+	p = n.restoreReady(ps.a, px.repo(), ps.reg.env())
+	harness.AssertRestored(t, p)
+	if got := harness.MustGet(t, ps.a.url(""), "/value"); got != ps.want {
+		t.Errorf("/value = %q, want %q", got, ps.want)
+	}
+	harness.Stop(t, p)
+	if left := n.cacheLeftovers(); len(left) > 0 {
+		t.Errorf("the killed pull's leftovers are still there: %v", left)
+	}
 }
