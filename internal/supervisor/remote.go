@@ -214,6 +214,10 @@ func (s *Supervisor) locate(ctx context.Context, st checkpoint.Store) (*checkpoi
 		s.Log.WithError(err).Info("the registry has no checkpoint for this node either")
 		return s.findChecked(ctx, st)
 	}
+	if errors.Is(err, registry.ErrNotFound) {
+		// Nothing there for this node: the node's own reason is the one to report.
+		return nil, fmt.Errorf("%w (and %s has no checkpoint for this node's class)", local, s.Settings.CheckpointImage)
+	}
 	return nil, err
 }
 

@@ -321,3 +321,20 @@ func TestCrwrapKilledMidPull(t *testing.T) {
 		t.Errorf("the killed pull's leftovers are still there: %v", left)
 	}
 }
+
+// Neither the node nor the registry has a checkpoint: a cold start with reason missing, at
+// once (cr.restore.wait=0s), nothing in the cache.
+func TestNoCheckpointAnywhere(t *testing.T) {
+	a := newTestApp(t, "-warmup", "200ms")
+	reg := startRegistry(t, registryOptions{})
+	n := newNode(t)
+	p := n.restoreReady(a, reg.repo(), reg.env())
+	e := assertFallback(t, p, "missing")
+	if !strings.Contains(e.Str("error"), "has no checkpoint for this node's class") {
+		t.Errorf("fallback error %q does not say the registry has none either", e.Str("error"))
+	}
+	harness.Stop(t, p)
+	if got := n.cacheEntries(); len(got) > 0 {
+		t.Errorf("cache entries: %v", got)
+	}
+}
