@@ -37,16 +37,17 @@ func newPushCmd() *cobra.Command {
 REF is a repository (registry.example.com/team/app), and the tag is derived from the
 checkpoint's app and host class as a restoring node derives it, or repository:tag to choose
 the tag. Credentials come from the Docker config ($DOCKER_CONFIG/config.json). With
---signing-key the image is signed as cosign signs (cosign verify --key accepts it); with
+--signing-key the image is signed the way cosign stores signatures (REPO:sha256-<hex>.sig); with
 --encryption-key its layers are encrypted (ocicrypt JWE). Prints the pushed reference with
 its digest.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := checkpoint.Open(args[0], false)
-			if err != nil {
-				return fmt.Errorf("push %s: %w", args[0], err)
+			repo, rerr := name.NewRepository(args[1])
+			tag, terr := name.NewTag(args[1])
+			explicit := terr == nil && strings.Contains(args[1][strings.LastIndex(args[1], "/")+1:], ":")
+			if rerr != nil && !explicit {
+				return usageError{fmt.Errorf("push: %q is neither a repository nor repository:tag", args[1])}
 			}
-			defer r.Close()
 			opts := remoteOptions()
 			if signingKey != "" {
 				k, err := signature.LoadSigner(signingKey)
@@ -62,13 +63,16 @@ its digest.`,
 				}
 				opts = append(opts, registry.EncryptFor(k))
 			}
+			r, err := checkpoint.Open(args[0], false)
+			if err != nil {
+				return fmt.Errorf("push %s: %w", args[0], err)
+			}
+			defer r.Close()
 			var p *registry.Pushed
-			if repo, rerr := name.NewRepository(args[1]); rerr == nil {
-				p, err = registry.PushTo(cmd.Context(), r, repo, opts...)
-			} else if tag, terr := name.NewTag(args[1]); terr == nil && strings.Contains(args[1][strings.LastIndex(args[1], "/")+1:], ":") {
+			if explicit {
 				p, err = registry.Push(cmd.Context(), r, tag, opts...)
 			} else {
-				return usageError{fmt.Errorf("push: %q is neither a repository nor repository:tag", args[1])}
+				p, err = registry.PushTo(cmd.Context(), r, repo, opts...)
 			}
 			if err != nil {
 				return err
