@@ -3,6 +3,7 @@ package registry
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -336,5 +337,22 @@ func TestNoCheckpointAnywhere(t *testing.T) {
 	harness.Stop(t, p)
 	if got := n.cacheEntries(); len(got) > 0 {
 		t.Errorf("cache entries: %v", got)
+	}
+}
+
+// Nothing listens where cr.checkpoint.image points: a cold start (pull_failed) naming the
+// registry, nothing in the cache.
+func TestRegistryUnreachable(t *testing.T) {
+	a := newTestApp(t, "-warmup", "200ms")
+	n := newNode(t)
+	image := fmt.Sprintf("127.0.0.1:%d/team/app", harness.FreePort(t))
+	p := n.restoreReady(a, image, []string{"DOCKER_CONFIG=" + t.TempDir()})
+	e := assertFallback(t, p, "pull_failed")
+	if !strings.Contains(e.Str("error"), "registry unavailable") {
+		t.Errorf("fallback error %q does not say the registry is unavailable", e.Str("error"))
+	}
+	harness.Stop(t, p)
+	if left := n.cacheLeftovers(); len(left) > 0 {
+		t.Errorf("cache leftovers: %v", left)
 	}
 }
