@@ -68,3 +68,29 @@ func TestPushFailureDoesNotFailCheckpoint(t *testing.T) {
 		t.Errorf("no final push failure logged\nstderr:\n%s", p.Stderr)
 	}
 }
+
+// A checkpoint pod that keeps the node's intact checkpoint (cr.checkpoint.refresh=auto: the
+// app is not started again) still pushes it, e.g. to a registry that lost it.
+func TestKeptCheckpointIsPushed(t *testing.T) {
+	a := newTestApp(t, "-warmup", "200ms", "-heap", "8")
+	n := newNode(t)
+	first := startRegistry(t, registryOptions{})
+	_, push := n.checkpoint(a, first.repo(), first.env())
+
+	second := startRegistry(t, registryOptions{})
+	p, code := harness.Run(t, harness.Options{Env: second.env()}, 3*time.Minute,
+		append([]string{"checkpoint", "--config", n.props(a, second.repo()), "--"}, a.command()...)...)
+	if code != 0 {
+		t.Fatalf("second checkpoint run exited %d\nstderr:\n%s", code, p.Stderr)
+	}
+	if findLog(p, "phase", "keep") == nil || findLog(p, "phase", "dump") != nil {
+		t.Fatalf("the second run did not keep the checkpoint\nstderr:\n%s", p.Stderr)
+	}
+	again := findLog(p, "msg", "push")
+	if again == nil {
+		t.Fatalf("the kept checkpoint was not pushed\nstderr:\n%s", p.Stderr)
+	}
+	if again.Str("digest") != push.Str("digest") {
+		t.Errorf("the kept checkpoint pushed as %s, first pushed as %s: the image is not reproducible", again.Str("digest"), push.Str("digest"))
+	}
+}
