@@ -287,12 +287,22 @@ func TestOcicryptInterop(t *testing.T) {
 		}
 		h, _, _ := v1.SHA256(bytes.NewReader(c))
 		desc := v1.Descriptor{MediaType: types.OCILayer + MediaTypeSuffix, Digest: h, Size: int64(len(c)), Annotations: ann}
-		pr, err := Decrypt(bytes.NewReader(c), desc, priv(t, "ec.key"))
+		// ocicrypt records no plaintext digest in the manifest: Decrypt refuses, DecryptForeign
+		// checks the HMAC only.
+		if _, err := Decrypt(bytes.NewReader(c), desc, priv(t, "ec.key")); err == nil || !strings.Contains(err.Error(), "no "+PlaintextDigestAnnotation+" annotation") {
+			t.Fatalf("Decrypt of a layer without the plaintext digest: %v", err)
+		}
+		pr, err := DecryptForeign(bytes.NewReader(c), desc, priv(t, "ec.key"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got, err := io.ReadAll(pr); err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("decrypt ocicrypt's layer: %v", err)
+		}
+		c[0] ^= 1
+		pr, _ = DecryptForeign(bytes.NewReader(c), desc, priv(t, "ec.key"))
+		if _, err := io.ReadAll(pr); !errors.Is(err, ErrDigestMismatch) {
+			t.Fatalf("tampered foreign layer: %v, want the HMAC failure", err)
 		}
 	})
 }
