@@ -37,10 +37,6 @@ const (
 	KeyLogLevel            = "cr.log.level"
 	KeyMetricsAddress      = "cr.metrics.address"
 	KeyMode                = "cr.mode"
-	KeySigningKey          = "cr.checkpoint.signing-key"
-	KeyVerifyKey           = "cr.checkpoint.verify-key"
-	KeyEncryptionKey       = "cr.checkpoint.encryption-key"
-	KeyDecryptionKey       = "cr.checkpoint.decryption-key"
 )
 
 // DefaultPath is where the properties file is looked for when neither --config nor
@@ -136,10 +132,6 @@ var keys = []keyDef{
 		return err
 	}},
 	{KeyMetricsAddress, "", setMetrics},
-	{KeySigningKey, "", setSigningKey},
-	{KeyVerifyKey, "", setVerifyKey},
-	{KeyEncryptionKey, "", setEncryptionKey},
-	{KeyDecryptionKey, "", setDecryptionKey},
 }
 
 // Keys returns every known cr.* key, in the order of the DESIGN.md table.

@@ -67,19 +67,6 @@ type Settings struct {
 	// MetricsAddress is cr.metrics.address: host:port, "" for off.
 	MetricsAddress string
 
-	// SigningKey is cr.checkpoint.signing-key: a PEM private key (ECDSA P-256 or Ed25519)
-	// that signs pushed checkpoints, "" for unsigned.
-	SigningKey string
-	// VerifyKey is cr.checkpoint.verify-key: a PEM public key; when set, only checkpoints
-	// signed by its private key are restored from a registry.
-	VerifyKey string
-	// EncryptionKey is cr.checkpoint.encryption-key: a PEM public key (ECDSA or RSA) that
-	// pushed layers are encrypted for.
-	EncryptionKey string
-	// DecryptionKey is cr.checkpoint.decryption-key: the PEM private key that decrypts
-	// pulled layers.
-	DecryptionKey string
-
 	// File is the properties file that was read ("" when none was).
 	File string
 }
