@@ -221,19 +221,31 @@ func Plaintext(desc v1.Descriptor) (v1.Descriptor, error) {
 }
 
 // Decrypt returns the plaintext of the encrypted blob r, whose manifest descriptor is desc.
-// The stream fails at its end, instead of returning io.EOF, unless the ciphertext's HMAC
-// holds and the plaintext has the digest the layer key was wrapped with, which must also be
-// the descriptor's PlaintextDigestAnnotation when it has one (ocicrypt's own tools do not
-// write it). A consumer must not use the bytes before reading to io.EOF without error.
+// The descriptor must carry PlaintextDigestAnnotation (Encrypt writes it), and the layer key
+// must have been wrapped with the same digest. The stream fails at its end, instead of
+// returning io.EOF, unless the ciphertext's HMAC holds and the plaintext has that digest: a
+// consumer must not use the bytes before reading to io.EOF without error.
 func Decrypt(r io.Reader, desc v1.Descriptor, key *PrivateKey) (io.Reader, error) {
-	plain, err := decrypt(r, desc, key)
+	plain, err := decrypt(r, desc, key, true)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt layer %s: %w", desc.Digest, err)
 	}
 	return plain, nil
 }
 
-func decrypt(r io.Reader, desc v1.Descriptor, key *PrivateKey) (io.Reader, error) {
+// DecryptForeign is Decrypt for a layer encrypted by another tool, which records no
+// plaintext digest: only the ciphertext's HMAC is checked. (containers/image wraps the digest
+// of the blob it was given, then may compress the blob before encrypting it, so the wrapped
+// digest need not be the decrypted stream's.) The caller must check the plaintext itself.
+func DecryptForeign(r io.Reader, desc v1.Descriptor, key *PrivateKey) (io.Reader, error) {
+	plain, err := decrypt(r, desc, key, false)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt layer %s: %w", desc.Digest, err)
+	}
+	return plain, nil
+}
+
+func decrypt(r io.Reader, desc v1.Descriptor, key *PrivateKey, verify bool) (io.Reader, error) {
 	if !strings.HasSuffix(string(desc.MediaType), MediaTypeSuffix) {
 		return nil, fmt.Errorf("%w (media type %s)", ErrNotEncrypted, desc.MediaType)
 	}
@@ -272,12 +284,18 @@ func decrypt(r io.Reader, desc v1.Descriptor, key *PrivateKey) (io.Reader, error
 	if pub.CipherType != blockcipher.AES256CTR {
 		return nil, fmt.Errorf("cipher %q is not supported (want %s)", pub.CipherType, blockcipher.AES256CTR)
 	}
-	want, err := v1.NewHash(string(priv.Digest))
-	if err != nil || want.Algorithm != "sha256" {
-		return nil, fmt.Errorf("wrapped layer options name no sha256 plaintext digest (%q)", priv.Digest)
-	}
-	if a, ok := desc.Annotations[PlaintextDigestAnnotation]; ok && a != want.String() {
-		return nil, fmt.Errorf("%w: annotation %s is %s, the wrapped key's is %s", ErrDigestMismatch, PlaintextDigestAnnotation, a, want)
+	var want v1.Hash
+	if verify {
+		a, ok := desc.Annotations[PlaintextDigestAnnotation]
+		if !ok {
+			return nil, fmt.Errorf("no %s annotation: the plaintext cannot be checked (not encrypted by crwrap)", PlaintextDigestAnnotation)
+		}
+		if want, err = v1.NewHash(a); err != nil || want.Algorithm != "sha256" {
+			return nil, fmt.Errorf("annotation %s is not a sha256 digest (%q)", PlaintextDigestAnnotation, a)
+		}
+		if string(priv.Digest) != a {
+			return nil, fmt.Errorf("%w: annotation %s is %s, the wrapped key's is %q", ErrDigestMismatch, PlaintextDigestAnnotation, a, priv.Digest)
+		}
 	}
 	bc, err := blockcipher.NewAESCTRLayerBlockCipher(256)
 	if err != nil {
@@ -287,12 +305,15 @@ func decrypt(r io.Reader, desc v1.Descriptor, key *PrivateKey) (io.Reader, error
 	if err != nil {
 		return nil, err
 	}
+	if !verify {
+		return &verifyReader{r: dec}, nil
+	}
 	return &verifyReader{r: dec, h: sha256.New(), want: want.Hex,
 		err: fmt.Errorf("%w %s", ErrDigestMismatch, want)}, nil
 }
 
 // verifyReader hashes what it reads and, at the end, returns err instead of io.EOF unless
-// the hash is want.
+// the hash is want (with no hash, it only names ocicrypt's HMAC failure plainly).
 type verifyReader struct {
 	r    io.Reader
 	c    io.Closer
@@ -307,9 +328,11 @@ func (v *verifyReader) Read(p []byte) (int, error) {
 		return 0, v.done
 	}
 	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
+	if v.h != nil {
+		v.h.Write(p[:n])
+	}
 	if err == io.EOF {
-		if fmt.Sprintf("%x", v.h.Sum(nil)) != v.want {
+		if v.h != nil && fmt.Sprintf("%x", v.h.Sum(nil)) != v.want {
 			v.done = v.err
 			return n, v.done
 		}

@@ -158,14 +158,14 @@ func Verify(ctx context.Context, ref name.Digest, v *Verifier, opts ...remote.Op
 		return fmt.Errorf("verify %s: %w", ref, err)
 	}
 
+	// Newest first: Sign appends, so with more than maxSignatures the latest are the ones read.
 	var reasons []string
-	layers := m.Layers
-	if len(layers) > maxSignatures {
-		reasons = append(reasons, fmt.Sprintf("only the first %d of %d signatures read", maxSignatures, len(layers)))
-		layers = layers[:maxSignatures]
-	}
-	for _, l := range layers {
-		ok, reason := signedBy(img, l, v, payload)
+	for i := len(m.Layers) - 1; i >= 0; i-- {
+		if len(m.Layers)-i > maxSignatures {
+			reasons = append(reasons, fmt.Sprintf("only the newest %d of %d signatures read", maxSignatures, len(m.Layers)))
+			break
+		}
+		ok, reason := signedBy(img, m.Layers[i], v, payload)
 		if ok {
 			return nil
 		}

@@ -280,6 +280,26 @@ func TestVerifyRejects(t *testing.T) {
 		}
 	})
 
+	t.Run("newest signatures first, bounded", func(t *testing.T) {
+		ref := pushImage(t, r, "reject/k", opts)
+		p, _ := Payload(ref)
+		good := layer(p, map[string]string{Annotation: sigOf(s, p)})
+		junk := mutate.Addendum{Layer: static.NewLayer([]byte("junk"), types.OCILayer)}
+		many := make([]mutate.Addendum, maxSignatures)
+		for i := range many {
+			many[i] = junk
+		}
+		pushSigImage(t, ref, append(append([]mutate.Addendum{}, many...), good), opts)
+		if err := Verify(ctx, ref, v, opts...); err != nil {
+			t.Fatalf("newest signature good: %v", err)
+		}
+		pushSigImage(t, ref, append([]mutate.Addendum{good}, many...), opts)
+		err := Verify(ctx, ref, v, opts...)
+		if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "only the newest 100 of 101 signatures read") {
+			t.Fatalf("good signature beyond the bound: %v", err)
+		}
+	})
+
 	t.Run("registry down", func(t *testing.T) {
 		r.Stop()
 		err := Verify(ctx, signed, v, opts...)

@@ -104,12 +104,6 @@ func Start(t testing.TB, opts Options) *Registry {
 	if err := os.MkdirAll(r.StorageDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Host = fmt.Sprintf("127.0.0.1:%d", port)
-
 	cfg := map[string]any{
 		"version": "0.1",
 		"log": map[string]any{
@@ -126,7 +120,7 @@ func Start(t testing.TB, opts Options) *Registry {
 		},
 		"health": map[string]any{"storagedriver": map[string]any{"enabled": false}},
 	}
-	httpCfg := map[string]any{"addr": r.Host, "secret": randomString(t, 16)}
+	httpCfg := map[string]any{"secret": randomString(t, 16)}
 	if r.tls {
 		r.CertDir = filepath.Join(dir, "certs")
 		r.CACert = filepath.Join(r.CertDir, "ca.crt")
@@ -145,29 +139,45 @@ func Start(t testing.TB, opts Options) *Registry {
 		writeFile(t, htpasswd, []byte(r.User+":"+string(hash)+"\n"))
 		cfg["auth"] = map[string]any{"htpasswd": map[string]any{"realm": "crwrap-test", "path": htpasswd}}
 		r.DockerConfig = filepath.Join(dir, "docker")
-		auth := base64.StdEncoding.EncodeToString([]byte(r.User + ":" + r.Password))
-		dc, _ := json.Marshal(map[string]any{"auths": map[string]any{r.Host: map[string]string{"auth": auth}}})
-		writeFile(t, filepath.Join(r.DockerConfig, "config.json"), dc)
 	}
-	// YAML is a superset of JSON: the registry reads this file as its YAML config.
-	b, _ := json.MarshalIndent(cfg, "", "  ")
 	r.config = filepath.Join(dir, "config.yml")
-	writeFile(t, r.config, b)
 
-	r.start()
+	// The port is free when chosen but may be taken before the registry binds it (the
+	// machine is shared): then choose again.
 	t.Cleanup(r.Stop)
-	return r
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Host = fmt.Sprintf("127.0.0.1:%d", port)
+		httpCfg["addr"] = r.Host
+		if r.DockerConfig != "" {
+			auth := base64.StdEncoding.EncodeToString([]byte(r.User + ":" + r.Password))
+			dc, _ := json.Marshal(map[string]any{"auths": map[string]any{r.Host: map[string]string{"auth": auth}}})
+			writeFile(t, filepath.Join(r.DockerConfig, "config.json"), dc)
+		}
+		// YAML is a superset of JSON: the registry reads this file as its YAML config.
+		b, _ := json.MarshalIndent(cfg, "", "  ")
+		writeFile(t, r.config, b)
+		logged := len(r.Log())
+		err = r.start()
+		if err == nil {
+			return r
+		}
+		if !strings.Contains(r.Log()[logged:], "address already in use") || attempt == 5 {
+			t.Fatal(err)
+		}
+	}
 }
 
 // start runs the registry process over r.config and waits for /v2/.
-func (r *Registry) start() {
-	t := r.t
-	t.Helper()
+func (r *Registry) start() error {
 	cmd := exec.Command(Binary, "serve", r.config)
 	cmd.Stdout, cmd.Stderr = (*logWriter)(r), (*logWriter)(r)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", Binary, err)
+		return fmt.Errorf("start %s: %w", Binary, err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -182,18 +192,18 @@ func (r *Registry) start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return
+				return nil
 			}
 			err = fmt.Errorf("status %s", resp.Status)
 		}
 		select {
 		case <-done:
-			t.Fatalf("%s exited before serving %s:\n%s", Binary, r.Host, r.Log())
+			return fmt.Errorf("%s exited before serving %s:\n%s", Binary, r.Host, r.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
 			r.Kill()
-			t.Fatalf("%s did not serve %s/v2/ within 30s (%v):\n%s", Binary, r.URL(), err, r.Log())
+			return fmt.Errorf("%s did not serve %s/v2/ within 30s (%v):\n%s", Binary, r.URL(), err, r.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -296,7 +306,9 @@ func (r *Registry) Stop() { r.end(syscall.SIGTERM) }
 func (r *Registry) Restart() {
 	r.t.Helper()
 	r.Stop()
-	r.start()
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 func (r *Registry) end(sig syscall.Signal) {
