@@ -115,11 +115,12 @@ func Pull(ctx context.Context, r *Resolved, dir string, opts ...Option) (int64, 
 	if o.fileDigests {
 		sums = &fileSums{m: map[string]string{}}
 	}
+	var entries atomic.Int64 // tar entries of all layers, bounded as a checkpoint's files are
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.jobs)
 	for _, desc := range r.Manifest.Layers {
 		g.Go(func() error {
-			n, err := pullLayer(gctx, r.Digest.Context(), desc, root, sums, o)
+			n, err := pullLayer(gctx, r.Digest.Context(), desc, root, sums, &entries, o)
 			fetched.Add(n)
 			if err != nil {
 				return classify("pull layer "+desc.Digest.String(), err)
@@ -136,7 +137,7 @@ func Pull(ctx context.Context, r *Resolved, dir string, opts ...Option) (int64, 
 	return fetched.Load(), nil
 }
 
-func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, root *os.Root, sums *fileSums, o *options) (int64, error) {
+func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, root *os.Root, sums *fileSums, entries *atomic.Int64, o *options) (int64, error) {
 	l, err := remote.Layer(repo.Digest(desc.Digest.String()), append(o.remote, remote.WithContext(ctx))...)
 	if err != nil {
 		return 0, err
@@ -163,7 +164,7 @@ func pullLayer(ctx context.Context, repo name.Repository, desc v1.Descriptor, ro
 			return 0, fmt.Errorf("%w: decrypt layer: %v", ErrUntrusted, err)
 		}
 	}
-	err = extract(tr, root, sums)
+	err = extract(tr, root, sums, entries)
 	if err == nil && tr != io.Reader(v) {
 		// A decrypted stream checks its MAC and plaintext digest only at its end.
 		if _, err = io.Copy(io.Discard, tr); err != nil {
@@ -210,9 +211,9 @@ func (f *fileSums) set(p, sum string) {
 }
 
 // extract unpacks a layer into root: regular files (each created, never overwritten, hashed
-// and synced as it is written) and directories, at local paths only, root-only modes.
-// Anything else is refused.
-func extract(r io.Reader, root *os.Root, sums *fileSums) error {
+// and synced as it is written) and directories, at local paths only, root-only modes, at
+// most checkpoint.MaxFiles entries in all layers together. Anything else is refused.
+func extract(r io.Reader, root *os.Root, sums *fileSums, entries *atomic.Int64) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -221,6 +222,12 @@ func extract(r io.Reader, root *os.Root, sums *fileSums) error {
 		}
 		if err != nil {
 			return fmt.Errorf("%w: read layer: %v", checkpoint.ErrDamaged, err)
+		}
+		if entries.Add(1) > checkpoint.MaxFiles {
+			return fmt.Errorf("%w: more than %d entries in the layers", ErrFormat, checkpoint.MaxFiles)
+		}
+		if len(h.Name) > checkpoint.MaxPathBytes {
+			return fmt.Errorf("%w: a layer entry's name has %d bytes, at most %d", ErrFormat, len(h.Name), checkpoint.MaxPathBytes)
 		}
 		p := path.Clean(h.Name)
 		if !filepath.IsLocal(p) {
