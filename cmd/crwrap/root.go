@@ -61,6 +61,8 @@ is CR_RESTORE_WAIT), the properties file, the default.`,
 		newExportCmd(),
 		newImportCmd(),
 		newVerifyCmd(g),
+		newPushCmd(),
+		newPullCmd(),
 	)
 	return root
 }

@@ -138,6 +138,7 @@ builds the image, so an app that cannot be checkpointed never reaches a cluster.
 			if err != nil {
 				return err
 			}
+			s.CheckpointImage = "" // a CI gate's throwaway checkpoint is never pushed
 			if code, err := runApp(cmd.Context(), s, false); err != nil || code != 0 {
 				return verifyFailed("checkpoint", code, err)
 			}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/kballard/go-shellquote"
 )
 
@@ -41,6 +42,13 @@ const (
 	KeyCRIUOptions         = "cr.criu.options"
 	KeyCRIUGhostLimit      = "cr.criu.ghost-limit"
 	KeyCRIUIrmapScanPaths  = "cr.criu.irmap-scan-paths"
+	KeyCheckpointImage     = "cr.checkpoint.image"
+	KeyCheckpointCache     = "cr.checkpoint.cache"
+	KeyPullTimeout         = "cr.checkpoint.pull-timeout"
+	KeySigningKey          = "cr.checkpoint.signing-key"
+	KeyVerifyKey           = "cr.checkpoint.verify-key"
+	KeyEncryptionKey       = "cr.checkpoint.encryption-key"
+	KeyDecryptionKey       = "cr.checkpoint.decryption-key"
 )
 
 // DefaultPath is where the properties file is looked for when neither --config nor
@@ -149,6 +157,55 @@ var keys = []keyDef{
 		s.CRIUIrmapScanPaths, err = pathList(v, "irmap scan path")
 		return err
 	}},
+	{KeyCheckpointImage, "", setImage},
+	{KeyCheckpointCache, "/cr-cache", func(s *Settings, v string) (err error) {
+		s.CheckpointCache, err = absPath(v)
+		return err
+	}},
+	{KeyPullTimeout, "2m", func(s *Settings, v string) (err error) {
+		s.PullTimeout, err = duration(v, false)
+		return err
+	}},
+	{KeySigningKey, "", func(s *Settings, v string) (err error) {
+		s.SigningKey, err = optionalPath(v)
+		return err
+	}},
+	{KeyVerifyKey, "", func(s *Settings, v string) (err error) {
+		s.VerifyKey, err = optionalPath(v)
+		return err
+	}},
+	{KeyEncryptionKey, "", func(s *Settings, v string) (err error) {
+		s.EncryptionKey, err = optionalPath(v)
+		return err
+	}},
+	{KeyDecryptionKey, "", func(s *Settings, v string) (err error) {
+		s.DecryptionKey, err = optionalPath(v)
+		return err
+	}},
+}
+
+// optionalPath checks a key file setting: empty (off) or an absolute path.
+func optionalPath(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	return absPath(v)
+}
+
+// setImage checks cr.checkpoint.image: an OCI repository, without tag or digest (crwrap
+// derives the tag).
+func setImage(s *Settings, v string) error {
+	s.CheckpointImage = v
+	if v == "" {
+		return nil
+	}
+	if strings.ContainsAny(v, "@") || strings.Contains(v[strings.LastIndex(v, "/")+1:], ":") {
+		return fmt.Errorf("checkpoint image %q must be a repository without tag or digest (crwrap derives the tag)", v)
+	}
+	if _, err := name.NewRepository(v); err != nil {
+		return fmt.Errorf("checkpoint image %q is not an OCI repository: %v", v, err)
+	}
+	return nil
 }
 
 // Keys returns every known cr.* key, in the order of the DESIGN.md table.

@@ -29,6 +29,7 @@ func TestLoadDefaults(t *testing.T) {
 		ReadinessTimeout: 10 * time.Minute, CheckpointRefresh: "auto", RestoreFallback: "cold",
 		RestoreVerify: "size", RestoreLazy: true, Command: []string{"app"}, LogFormat: "text", LogLevel: "info",
 		CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20,
+		CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
@@ -79,6 +80,7 @@ other.key=ignored ${nope
 				CRIUPath: "/opt/criu/criu", TCPEstablished: true, LogFormat: "json", LogLevel: "debug",
 				MetricsAddress: ":9090", File: s.File,
 				CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20,
+				CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute,
 			}
 			if !reflect.DeepEqual(*s, want) {
 				t.Errorf("got  %+v\nwant %+v", *s, want)
@@ -191,6 +193,12 @@ func TestLoadBad(t *testing.T) {
 			`FILE:1: cr.checkpoint.directory: checkpoint directory "a/../../b" must not contain ".."`},
 		{"empty directory", "cr.checkpoint.directory=./.\n", LoadOptions{},
 			`FILE:1: cr.checkpoint.directory: checkpoint directory "./." is empty once cleaned`},
+		{"image with tag", "cr.checkpoint.image=127.0.0.1:5000/team/app:v1\n", LoadOptions{},
+			`FILE:1: cr.checkpoint.image: checkpoint image "127.0.0.1:5000/team/app:v1" must be a repository without tag or digest (crwrap derives the tag)`},
+		{"image not a repository", "cr.checkpoint.image=Registry/App\n", LoadOptions{},
+			`FILE:1: cr.checkpoint.image: checkpoint image "Registry/App" is not an OCI repository: repository can only contain the characters ` + "`abcdefghijklmnopqrstuvwxyz0123456789_-./`" + `: Registry/App`},
+		{"zero pull timeout", "cr.checkpoint.pull-timeout=0s\n", LoadOptions{},
+			`FILE:1: cr.checkpoint.pull-timeout: duration "0s" must be greater than 0`},
 		{"relative root", "cr.checkpoint.root=cr\n", LoadOptions{},
 			`FILE:1: cr.checkpoint.root: path "cr" must be absolute`},
 		{"name required", "cr.mode=checkpoint\ncr.checkpoint.directory=d\n", LoadOptions{},

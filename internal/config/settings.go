@@ -77,6 +77,27 @@ type Settings struct {
 	// CRIUIrmapScanPaths is cr.criu.irmap-scan-paths: where CRIU looks for files watched by
 	// inotify/fanotify whose file handle it cannot open.
 	CRIUIrmapScanPaths []string
+	// CheckpointImage is cr.checkpoint.image: the OCI repository checkpoints are pushed to and
+	// pulled from ("" for off).
+	CheckpointImage string
+	// CheckpointCache is cr.checkpoint.cache: the node's cache of pulled checkpoints (a
+	// read-write hostPath shared by the node's restore pods).
+	CheckpointCache string
+	// PullTimeout is cr.checkpoint.pull-timeout: how long a restore spends getting a checkpoint
+	// from the registry (its own pull, or waiting for another pod's) before starting cold.
+	PullTimeout time.Duration
+	// SigningKey is cr.checkpoint.signing-key: a PEM private key (ECDSA P-256 or Ed25519)
+	// that signs pushed checkpoints, cosign-compatibly ("" for unsigned).
+	SigningKey string
+	// VerifyKey is cr.checkpoint.verify-key: a PEM public key; when set, a restore accepts
+	// only registry checkpoints signed by its pair.
+	VerifyKey string
+	// EncryptionKey is cr.checkpoint.encryption-key: a PEM public key (ECDSA or RSA) the pushed
+	// layers are encrypted for (ocicrypt JWE).
+	EncryptionKey string
+	// DecryptionKey is cr.checkpoint.decryption-key: the PEM private key of EncryptionKey, which
+	// decrypts pulled layers.
+	DecryptionKey string
 
 	// File is the properties file that was read ("" when none was).
 	File string

@@ -31,6 +31,12 @@ const (
 	FallbackRestoreFailed = "restore_failed"
 	// FallbackNotReady: the restored app did not become ready in time.
 	FallbackNotReady = "not_ready"
+	// FallbackPullFailed: the checkpoint could not be pulled from cr.checkpoint.image (registry
+	// unreachable, slow past cr.checkpoint.pull-timeout, failing, disk full).
+	FallbackPullFailed = "pull_failed"
+	// FallbackUntrusted: the registry's checkpoint is not signed by cr.checkpoint.verify-key, or
+	// cannot be decrypted.
+	FallbackUntrusted = "untrusted"
 )
 
 // Phases for ObservePhase: the value of the phase label, as in the phase log lines.
@@ -49,8 +55,9 @@ const (
 
 var (
 	modes   = []string{ModeRun, ModeCheckpoint, ModeRestore}
-	reasons = []string{FallbackMissing, FallbackDamaged, FallbackForeign, FallbackIncompatible, FallbackRestoreFailed, FallbackNotReady}
-	phases  = []string{PhaseRender, PhaseStart, PhaseReady, PhaseWarmup, PhaseDump, PhasePublish,
+	reasons = []string{FallbackMissing, FallbackDamaged, FallbackForeign, FallbackIncompatible, FallbackRestoreFailed, FallbackNotReady,
+		FallbackPullFailed, FallbackUntrusted}
+	phases = []string{PhaseRender, PhaseStart, PhaseReady, PhaseWarmup, PhaseDump, PhasePublish,
 		PhaseVerify, PhaseRestore, PhaseFallback, PhaseExit}
 )
 
@@ -112,6 +119,8 @@ type Metrics struct {
 	criuPagesCompared      prometheus.Gauge
 	criuPagesSkippedCOW    prometheus.Gauge
 	criuPagesRestored      prometheus.Gauge
+
+	transfer transfer
 }
 
 // New returns a Metrics with every family registered in a registry of its own, along with the
@@ -155,6 +164,7 @@ func New() *Metrics {
 		criuPagesSkippedCOW: f.gauge("criu_pages_skipped_cow", "CRIU: memory pages shared copy-on-write in the latest restore."),
 		criuPagesRestored:   f.gauge("criu_pages_restored", "CRIU: memory pages restored in the latest restore."),
 	}
+	m.transfer = newTransfer(f)
 	for _, v := range modes {
 		m.timeToReady.WithLabelValues(v)
 	}

@@ -34,6 +34,8 @@ func observeAll(m *Metrics) {
 		ForkingTime: 5 * time.Millisecond, RestoreTime: 240 * time.Millisecond,
 		PagesRestored: 66000,
 	})
+	m.ObserveTransfer(DirectionPull, 2*time.Second, 256<<20, nil)
+	m.IncCache(CacheMiss)
 }
 
 var wantFamilies = map[string]dto.MetricType{
@@ -57,6 +59,11 @@ var wantFamilies = map[string]dto.MetricType{
 	"crwrap_criu_pages_skipped_cow":      dto.MetricType_GAUGE,
 	"crwrap_criu_pages_restored":         dto.MetricType_GAUGE,
 	"go_goroutines":                      dto.MetricType_GAUGE,
+
+	"crwrap_registry_transfer_duration_seconds": dto.MetricType_HISTOGRAM,
+	"crwrap_registry_transfer_bytes_total":      dto.MetricType_COUNTER,
+	"crwrap_registry_transfers_total":           dto.MetricType_COUNTER,
+	"crwrap_registry_cache_total":               dto.MetricType_COUNTER,
 }
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {

@@ -48,6 +48,7 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 		if reason := s.usable(st); reason == nil {
 			s.Log.WithFields(logrus.Fields{"phase": "keep", "checkpoint": st.Path()}).
 				Info("an intact checkpoint of this app made on this host exists: keeping it (cr.checkpoint.refresh=auto)")
+			s.startPush(ctx, st)
 			return s.idle(ctx)
 		} else if !errors.Is(reason, checkpoint.ErrNotFound) {
 			s.Log.WithFields(logrus.Fields{"checkpoint": st.Path(), "reason": reason.Error()}).Info("checkpointing again")
@@ -98,6 +99,7 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 		s.OnPublished()
 	}
 	w.Unlock()
+	s.startPush(ctx, st)
 	return s.idle(ctx)
 }
 

@@ -43,6 +43,8 @@ func reasonOf(err error) string {
 		return ReasonIncompatible
 	case errors.Is(err, ErrNotReady):
 		return ReasonNotReady
+	case errors.Is(err, errPull):
+		return pullReason(err)
 	default:
 		return ReasonRestore
 	}
@@ -86,7 +88,7 @@ func (s *Supervisor) stop(a *app) (int, error) {
 // On error nothing of the attempt is left.
 func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, error) {
 	st := s.store()
-	r, err := s.find(ctx, st)
+	r, err := s.locate(ctx, st) // found and checked: the node's own, or pulled (remote.go)
 	if err != nil {
 		return nil, err
 	}
@@ -96,12 +98,6 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 			r.Close()
 		}
 	}()
-
-	t := time.Now()
-	if _, err := s.check(r); err != nil {
-		return nil, err
-	}
-	s.phase("verify", t, logrus.Fields{"checkpoint": r.Dir, "verify": s.Settings.RestoreVerify})
 
 	a, lz, err := s.restoreOnce(r, s.Settings.RestoreLazy)
 	if err != nil && s.Settings.RestoreLazy {
@@ -114,6 +110,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	if err != nil {
 		return nil, err
 	}
+	s.keepKdat() // remote.go: for the next pod on a node that has no checkpoint of its own
 	if lz != nil {
 		held = true
 		go s.watchLazyPages(a, lz, r)

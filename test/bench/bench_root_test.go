@@ -33,7 +33,8 @@ func TestQuickBench(t *testing.T) {
 	positive("16 MiB", res.Sizes[0].Med,
 		"cold_ms", "cold_logged_ms", "ckpt_ms", "ckpt_dump_ms", "ckpt_total_ms", "size_mb",
 		"restore_ms", "restore_logged_ms", "r_restore_ms", "criu_restore_ms", "criu_log_total_ms",
-		"eager_restore_ms", "eager_criu_restore_ms")
+		"eager_restore_ms", "eager_criu_restore_ms",
+		"push_ms", "registry_restore_ms", "registry_restore_pull_ms", "registry_cached_restore_ms", "crane_pull_ms")
 	if _, ok := res.Sizes[0].Med["overhead_ms"]; !ok {
 		t.Error("no crwrap overhead figure")
 	}
@@ -42,7 +43,7 @@ func TestQuickBench(t *testing.T) {
 	}
 	var out bytes.Buffer
 	Report(&out, res)
-	for _, want := range []string{"Cold start vs restore", "Concurrent restores", "Targets", "restore <= cold/20"} {
+	for _, want := range []string{"Cold start vs restore", "Concurrent restores", "A fresh node from a loopback registry", "Targets", "restore <= cold/20"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -84,6 +84,7 @@ type bench struct {
 	root     string
 	props    map[int]string // per heap size
 	failures []string
+	reg      *benchRegistry // started by the first fromRegistry
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -147,6 +148,7 @@ func Run(cfg Config) (*Results, error) {
 	}
 	res := &Results{Warmup: cfg.Warmup, Reps: cfg.Reps, Poll: cfg.Poll, Started: time.Now(), Machine: describe()}
 	b := &bench{cfg: cfg, props: map[int]string{}}
+	defer func() { b.reg.stop() }()
 	defer func() {
 		res.Duration = time.Since(res.Started)
 		res.Machine.LoadAfter = loadavg()
@@ -215,6 +217,11 @@ func Run(cfg Config) (*Results, error) {
 			if err := b.eagerRestore(m, s); err != nil {
 				finish()
 				return res, fmt.Errorf("eager restore, %d MiB: %w", m, err)
+			}
+			b.logf("rep %d/%d, %d MiB: fresh node from a loopback registry (push, pull + restore, cached, crane pull)", rep, cfg.Reps, m)
+			if err := b.fromRegistry(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("registry, %d MiB: %w", m, err)
 			}
 		}
 	}
