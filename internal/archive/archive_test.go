@@ -34,7 +34,7 @@ func makeCheckpoint(t *testing.T, dir string) {
 	if err := os.MkdirAll(filepath.Join(dir, "checkpoint"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteConfigDump(dir, ConfigDump(&m, "example.com/app:1", time.Time{})); err != nil {
+	if err := (checkpoint.Draft{Dir: dir}).WriteConfigDump(checkpoint.ConfigDump(&m, "example.com/app:1", time.Time{})); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "config.dump"))
@@ -412,16 +412,6 @@ func TestCompressionNames(t *testing.T) {
 	}
 	if _, err := ParseCompression("lz4"); err == nil {
 		t.Error("lz4 accepted")
-	}
-}
-
-func TestSpecAnnotations(t *testing.T) {
-	a := SpecAnnotations("app", "app-0", "")
-	if a[AnnotationContainerManager] != ContainerManager || a[AnnotationContainerName] != "app" || a[AnnotationSandboxName] != "app-0" {
-		t.Errorf("got %v", a)
-	}
-	if _, ok := a[AnnotationSandboxNamespace]; ok {
-		t.Errorf("empty namespace set: %v", a)
 	}
 }
 

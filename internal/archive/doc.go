@@ -8,7 +8,7 @@
 // destination or smuggle special files, and it drops every permission bit but the owner's: a
 // checkpoint holds process memory.
 //
-// The package also carries the metadata types checkpointctl reads from config.dump and spec.dump
-// (ContainerConfig, SpecAnnotations), so the checkpoint writer can produce what those tools
-// expect.
+// The layout itself (file names, config.dump and spec.dump metadata, verification) is
+// internal/checkpoint's: Export requires checkpoint.ArchiveEntries, Import checks the inner
+// root filesystem diff and crwrap.json with checkpoint.Reader.
 package archive

@@ -73,17 +73,6 @@ type ExportOptions struct {
 	Compression Compression
 }
 
-// requiredEntries are what checkpointctl show needs (the checkpoint/ directory entry, config.dump
-// and spec.dump): refusing to export without them beats an archive no tool accepts.
-var requiredEntries = []struct {
-	name string
-	dir  bool
-}{
-	{checkpoint.ImagesDir, true},
-	{checkpoint.ConfigDumpFile, false},
-	{checkpoint.SpecDumpFile, false},
-}
-
 // Export writes the checkpoint directory dir to w as a tar archive. dir may be a symlink to the
 // published version: it is followed, and the version is held (shared flock) until Export
 // returns, so a concurrent checkpoint does not remove it mid-export. Symlinks inside it are
@@ -97,10 +86,10 @@ func Export(dir string, w io.Writer, opts ExportOptions) (err error) {
 	}
 	defer held.Close()
 	root := held.Dir
-	for _, r := range requiredEntries {
-		fi, err := os.Lstat(filepath.Join(root, r.name))
-		if err != nil || fi.IsDir() != r.dir {
-			return fmt.Errorf("export %s: no %s: %w", dir, r.name, ErrNotCheckpoint)
+	for _, e := range checkpoint.ArchiveEntries {
+		fi, err := os.Lstat(filepath.Join(root, e.Name))
+		if err != nil || fi.IsDir() != e.Dir {
+			return fmt.Errorf("export %s: no %s: %w", dir, e.Name, ErrNotCheckpoint)
 		}
 	}
 

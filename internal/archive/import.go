@@ -29,8 +29,8 @@ import (
 var ErrUnsafeEntry = errors.New("unsafe archive entry")
 
 // ErrDamaged means an archive's files disagree with its crwrap.json (missing, other size or
-// digest).
-var ErrDamaged = errors.New("damaged checkpoint")
+// digest): it is checkpoint.ErrDamaged, the one sentinel for a damaged checkpoint.
+var ErrDamaged = checkpoint.ErrDamaged
 
 // Limits of an archive Import accepts; past them it is refused with ErrUnsafeEntry.
 const (
@@ -113,7 +113,7 @@ func Import(r io.Reader, dir string, opts ImportOptions) (err error) {
 	if err := u.unpack(r); err != nil {
 		return fmt.Errorf("unpack into %s: %w", dir, err)
 	}
-	if err := u.check(opts); err != nil {
+	if err := u.check(tmp, opts); err != nil {
 		return fmt.Errorf("unpack into %s: %w", dir, err)
 	}
 	if err := syncDir(tmp); err != nil {
@@ -331,8 +331,8 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	return nil
 }
 
-// check runs the whole-tree checks once everything is unpacked.
-func (u *unpacker) check(opts ImportOptions) error {
+// check runs the whole-tree checks once everything is unpacked into dir (u.root).
+func (u *unpacker) check(dir string, opts ImportOptions) error {
 	fi, err := u.root.Lstat(checkpoint.ImagesDir)
 	if err != nil || !fi.IsDir() {
 		return fmt.Errorf("no %s/ directory in the archive: %w", checkpoint.ImagesDir, ErrNotCheckpoint)
@@ -344,7 +344,16 @@ func (u *unpacker) check(opts ImportOptions) error {
 			return err
 		}
 	}
-	if err := u.checkDiff(); err != nil {
+	r, err := checkpoint.Hold(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	// A restore's rules for the inner rootfs-diff.tar and deleted.files: an imported
+	// checkpoint never fails (or worse) only when it is restored.
+	if err := r.CheckRootfsDiff(); errors.Is(err, rootfs.ErrUnsafeDiff) {
+		return fmt.Errorf("%w: %w", ErrUnsafeEntry, err)
+	} else if err != nil {
 		return err
 	}
 	if opts.NoVerify {
@@ -353,35 +362,10 @@ func (u *unpacker) check(opts ImportOptions) error {
 	if _, err := u.root.Lstat(checkpoint.ManifestFile); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	r, err := checkpoint.Open(u.root.Name(), true)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDamaged, err)
-	}
-	return r.Close()
-}
-
-// checkDiff applies a restore's rules to the inner rootfs-diff.tar and deleted.files, so
-// that an imported checkpoint never fails (or worse) only when it is restored.
-func (u *unpacker) checkDiff() error {
-	for _, c := range []struct {
-		name  string
-		check func(io.Reader) error
-	}{{checkpoint.RootfsDiffFile, rootfs.CheckDiff}, {checkpoint.DeletedFilesFile, rootfs.CheckDeleted}} {
-		f, err := u.root.Open(c.name)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		err = c.check(f)
-		f.Close()
-		if errors.Is(err, rootfs.ErrUnsafeDiff) {
-			return fmt.Errorf("%w %q: %w", ErrUnsafeEntry, c.name, err)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrDamaged, c.name, err)
-		}
+	if _, err := r.Verify(true); err != nil && !errors.Is(err, ErrDamaged) {
+		return fmt.Errorf("%w: %w", ErrDamaged, err) // another format version: damaged for import
+	} else if err != nil {
+		return err
 	}
 	return nil
 }

@@ -28,17 +28,6 @@ const (
 // FormatVersion is the version of the on-disk layout this crwrap writes and reads.
 const FormatVersion = 1
 
-// Layout names inside a checkpoint directory (shared with Podman/CRI-O/checkpointctl archives).
-const (
-	ImagesDir        = "checkpoint"
-	SpecDumpFile     = "spec.dump"
-	ConfigDumpFile   = "config.dump"
-	StatsDumpFile    = "stats-dump"
-	RootfsDiffFile   = "rootfs-diff.tar"
-	DeletedFilesFile = "deleted.files"
-	DescriptorsFile  = "descriptors.json"
-)
-
 // Manifest is crwrap.json: what a checkpoint is, where it was made, and every file in it.
 type Manifest struct {
 	FormatVersion int       `json:"formatVersion"`

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path"
@@ -54,55 +55,104 @@ func Open(path string, digests bool) (*Reader, error) {
 // Any failure is ErrDamaged (ErrUnsafe for what crwrap never writes), or ErrIncompatible for
 // another format version. On success r.Manifest and r.ManifestDigest are set.
 func (r *Reader) Verify(digests bool) (*Manifest, error) {
-	sum, err := r.readManifestDigest()
-	if err != nil {
-		return nil, err
+	m, problems := r.verify(digests, false)
+	if len(problems) > 0 {
+		return nil, problems[0]
+	}
+	return m, nil
+}
+
+// Check makes Verify's checks for a report (crwrap inspect): it does not stop at the first
+// problem but returns them all, in the order found, with the manifest whenever it could be
+// parsed — even unsealed, which is why nothing but a description may come of it. A
+// directory without crwrap.json is one problem ("no crwrap.json"). Past a problem with the
+// manifest's paths or a limit the tree is not compared. With no problems, r.Manifest and
+// r.ManifestDigest are set as by Verify.
+func (r *Reader) Check(digests bool) (*Manifest, []error) {
+	return r.verify(digests, true)
+}
+
+// verify is Verify (all false: it returns at the first problem) and Check (all).
+func (r *Reader) verify(digests, all bool) (*Manifest, []error) {
+	var problems []error
+	// fail records a problem and reports whether to stop.
+	fail := func(err error) bool {
+		problems = append(problems, err)
+		return !all
+	}
+	sum, seal, err := r.readManifestDigest()
+	if err != nil && (!all || !errors.Is(err, os.ErrNotExist) || r.has(ManifestFile)) {
+		if fail(err) {
+			return nil, problems
+		}
 	}
 	b, err := r.readSmall(ManifestFile, MaxManifestBytes)
-	if err != nil {
-		return nil, err
+	if errors.Is(err, os.ErrNotExist) {
+		err = fmt.Errorf("%w: no %s: not made by crwrap, or not completely: %w", ErrDamaged, ManifestFile, os.ErrNotExist)
 	}
-	got := sha256.Sum256(b)
-	if !bytes.Equal(got[:], sum) {
-		return nil, fmt.Errorf("%w: %s does not match %s (changed after it was written)", ErrDamaged, ManifestFile, ManifestDigestFile)
+	if err != nil {
+		return nil, append(problems, err)
+	}
+	if got := sha256.Sum256(b); sum != nil && !bytes.Equal(got[:], sum) {
+		if fail(fmt.Errorf("%w: %s does not match %s (changed after it was written)", ErrDamaged, ManifestFile, ManifestDigestFile)) {
+			return nil, problems
+		}
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: parse %s: %v", ErrDamaged, ManifestFile, err)
+		return nil, append(problems, fmt.Errorf("%w: parse %s: %v", ErrDamaged, ManifestFile, err))
 	}
 	if m.FormatVersion != FormatVersion {
-		return nil, fmt.Errorf("%w: format version %d, this crwrap reads %d", ErrIncompatible, m.FormatVersion, FormatVersion)
+		if fail(fmt.Errorf("%w: format version %d, this crwrap reads %d", ErrIncompatible, m.FormatVersion, FormatVersion)) {
+			return nil, problems
+		}
 	}
 	want, err := m.checkPaths()
 	if err != nil {
-		return nil, err
+		return &m, append(problems, err)
 	}
-	w := &treeWalk{want: want, digests: digests}
-	if err := w.dir(int(r.f.Fd()), "", 0); err != nil {
-		return nil, err
+	w := &treeWalk{want: want, digests: digests, fail: fail}
+	if err := w.dir(int(r.f.Fd()), "", 0); errors.Is(err, errStop) {
+		return nil, problems
+	} else if err != nil {
+		return &m, append(problems, err)
 	}
-	for p := range want {
-		if !w.seen[p] {
-			return nil, fmt.Errorf("%w: %s is missing", ErrDamaged, p)
+	for _, f := range m.Files { // in the manifest's order: the same problems every time
+		if !w.seen[f.Path] && fail(fmt.Errorf("%w: %s: missing (%s lists it)", ErrDamaged, f.Path, ManifestFile)) {
+			return nil, problems
 		}
+	}
+	if len(problems) > 0 {
+		return &m, problems
 	}
 	r.Manifest = &m
 	r.ManifestDigest = "sha256:" + hex.EncodeToString(sum)
+	sealSum := sha256.Sum256(seal)
+	r.sealed = []File{
+		{Path: ManifestFile, Size: int64(len(b)), SHA256: hex.EncodeToString(sum)},
+		{Path: ManifestDigestFile, Size: int64(len(seal)), SHA256: hex.EncodeToString(sealSum[:])},
+	}
 	return &m, nil
 }
 
-// readManifestDigest reads crwrap.json.sha256.
-func (r *Reader) readManifestDigest() ([]byte, error) {
+// has reports whether the held directory has an entry name.
+func (r *Reader) has(name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(int(r.f.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+// readManifestDigest reads crwrap.json.sha256: the digest it names, and its bytes.
+func (r *Reader) readManifestDigest() (sum, raw []byte, err error) {
 	b, err := r.readSmall(ManifestDigestFile, 256)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hexSum, name, ok := strings.Cut(strings.TrimSuffix(string(b), "\n"), "  ")
 	sum, herr := hex.DecodeString(hexSum)
 	if !ok || name != ManifestFile || herr != nil || len(sum) != sha256.Size || strings.ToLower(hexSum) != hexSum {
-		return nil, fmt.Errorf("%w: %s is not \"<sha256 hex>  %s\"", ErrDamaged, ManifestDigestFile, ManifestFile)
+		return nil, nil, fmt.Errorf("%w: %s is not \"<sha256 hex>  %s\"", ErrDamaged, ManifestDigestFile, ManifestFile)
 	}
-	return sum, nil
+	return sum, b, nil
 }
 
 // readSmall reads the regular file name (directly in the held directory) of at most max bytes.
@@ -131,6 +181,86 @@ func (r *Reader) OpenFile(rel string) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), path.Join(r.Dir, rel)), nil
+}
+
+// Files lists every file of the verified checkpoint with its size and sha256: crwrap.json
+// and crwrap.json.sha256 first, then the files crwrap.json lists. It is an error before a
+// successful Verify.
+func (r *Reader) Files() ([]File, error) {
+	if r.Manifest == nil {
+		return nil, fmt.Errorf("files of %s: the checkpoint was not verified", r.Dir)
+	}
+	return append(append([]File(nil), r.sealed...), r.Manifest.Files...), nil
+}
+
+// OpenListed opens the file f of the checkpoint (as listed by Files) for reading: it reads
+// exactly f.Size bytes and, with check, fails the read that reaches the end with ErrDamaged
+// unless they have f's sha256 — so what is streamed elsewhere (a registry push) is what the
+// manifest says.
+func (r *Reader) OpenListed(f File, check bool) (io.ReadCloser, error) {
+	fd, err := r.OpenFile(f.Path)
+	if err != nil {
+		return nil, err
+	}
+	lr := &listedReader{f: fd, file: f, left: f.Size}
+	if check {
+		lr.h = sha256.New()
+	}
+	return lr, nil
+}
+
+// listedReader reads a listed file, checking its size and, with h, its digest at the end.
+type listedReader struct {
+	f    *os.File
+	file File
+	left int64
+	h    hash.Hash
+}
+
+func (l *listedReader) Read(p []byte) (int, error) {
+	if l.left == 0 {
+		if l.h != nil {
+			if got := hex.EncodeToString(l.h.Sum(nil)); got != strings.ToLower(l.file.SHA256) {
+				return 0, digestProblem(l.file, got)
+			}
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.f.Read(p)
+	l.left -= int64(n)
+	if l.h != nil {
+		l.h.Write(p[:n])
+	}
+	if errors.Is(err, io.EOF) {
+		if l.left > 0 {
+			return n, sizeProblem(l.file, l.file.Size-l.left)
+		}
+		err = nil
+	}
+	if err != nil {
+		return n, fmt.Errorf("%w: read %s: %v", ErrDamaged, l.file.Path, err)
+	}
+	return n, nil
+}
+
+func (l *listedReader) Close() error { return l.f.Close() }
+
+// CheckDigests compares the sha256 of each listed file, taken while it was written into this
+// directory (a registry pull hashes as it unpacks; path → hex), with the verified manifest:
+// Verify(true)'s digest check without reading every file again.
+func (r *Reader) CheckDigests(sums map[string]string) error {
+	if r.Manifest == nil {
+		return fmt.Errorf("check %s: the checkpoint was not verified", r.Dir)
+	}
+	for _, f := range r.Manifest.Files {
+		if got := sums[f.Path]; got != strings.ToLower(f.SHA256) {
+			return digestProblem(f, got)
+		}
+	}
+	return nil
 }
 
 // Path returns a path to the directory rel of the held checkpoint that stays valid, and leads
@@ -259,12 +389,26 @@ func validSHA256(s string) bool {
 	return err == nil && len(b) == sha256.Size
 }
 
-// treeWalk checks a checkpoint tree against its manifest's files.
+// treeWalk checks a checkpoint tree against its manifest's files. A problem with one entry
+// goes to fail, which says whether to stop (the walk then returns errStop); a limit reached or
+// a directory that cannot be read ends the walk with its error.
 type treeWalk struct {
 	want    map[string]File
 	seen    map[string]bool
 	entries int
 	digests bool
+	fail    func(error) bool
+}
+
+// errStop ends a walk whose fail said stop.
+var errStop = errors.New("stop")
+
+// problem hands err to w.fail: errStop when the walk stops there, else nil.
+func (w *treeWalk) problem(err error) error {
+	if w.fail(err) {
+		return errStop
+	}
+	return nil
 }
 
 // dir checks the directory dirfd (at rel) and everything below it.
@@ -305,48 +449,58 @@ func (w *treeWalk) entry(dirfd int, dirRel, name string, depth int) error {
 	rel := path.Join(dirRel, name)
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("%w: stat %s: %v", ErrDamaged, rel, err)
+		return w.problem(fmt.Errorf("%w: stat %s: %v", ErrDamaged, rel, err))
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		fd, err := openBeneath(dirfd, name, true)
 		if err != nil {
-			return err
+			return w.problem(err)
 		}
 		defer unix.Close(fd)
 		return w.dir(fd, rel, depth+1)
 	case unix.S_IFREG:
 	default:
-		return fmt.Errorf("%w: %s is a %s", ErrUnsafe, rel, typeName(st.Mode))
+		return w.problem(fmt.Errorf("%w: %s is a %s", ErrUnsafe, rel, typeName(st.Mode)))
 	}
 	if rel == ManifestFile || rel == ManifestDigestFile {
 		return nil
 	}
 	f, ok := w.want[rel]
 	if !ok {
-		return fmt.Errorf("%w: %s is not listed in %s", ErrUnsafe, rel, ManifestFile)
+		return w.problem(fmt.Errorf("%w: %s is not listed in %s", ErrUnsafe, rel, ManifestFile))
 	}
 	w.seen[rel] = true
 	if st.Size != f.Size {
-		return fmt.Errorf("%w: %s has %d bytes, %d were written", ErrDamaged, rel, st.Size, f.Size)
+		return w.problem(sizeProblem(f, st.Size))
 	}
 	if !w.digests {
 		return nil
 	}
 	fd, err := openBeneath(dirfd, name, false)
 	if err != nil {
-		return err
+		return w.problem(err)
 	}
 	file := os.NewFile(uintptr(fd), rel)
 	defer file.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, io.LimitReader(file, f.Size+1)); err != nil {
-		return fmt.Errorf("%w: read %s: %v", ErrDamaged, rel, err)
+		return w.problem(fmt.Errorf("%w: read %s: %v", ErrDamaged, rel, err))
 	}
-	if hex.EncodeToString(h.Sum(nil)) != strings.ToLower(f.SHA256) {
-		return fmt.Errorf("%w: %s content changed", ErrDamaged, rel)
+	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(f.SHA256) {
+		return w.problem(digestProblem(f, got))
 	}
 	return nil
+}
+
+// sizeProblem says that the listed file f has size bytes.
+func sizeProblem(f File, size int64) error {
+	return fmt.Errorf("%w: %s: %d bytes, %s says %d", ErrDamaged, f.Path, size, ManifestFile, f.Size)
+}
+
+// digestProblem says that the listed file f has the sha256 got.
+func digestProblem(f File, got string) error {
+	return fmt.Errorf("%w: %s: sha256 %s, %s says %s", ErrDamaged, f.Path, got, ManifestFile, f.SHA256)
 }
 
 func typeName(mode uint32) string {

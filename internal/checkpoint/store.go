@@ -152,8 +152,9 @@ type Reader struct {
 	Manifest       *Manifest
 	ManifestDigest string
 
-	f    *os.File
-	held []*os.File // directories handed out by Path
+	f      *os.File
+	held   []*os.File // directories handed out by Path
+	sealed []File     // crwrap.json and crwrap.json.sha256, as verified
 }
 
 // Open finds the current checkpoint and holds it for reading (see Hold). A directory there

@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -141,7 +142,102 @@ func TestVerify(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Verify: %v, want %v", err, tc.want)
 			}
+			// Check (inspect's) finds the same first problem.
+			if _, problems := r.Check(tc.digests); len(problems) == 0 || !errors.Is(problems[0], tc.want) {
+				t.Fatalf("Check: %v, want first %v", problems, tc.want)
+			}
 		})
+	}
+}
+
+// Check goes on past a damaged file and reports each problem, with the manifest.
+func TestCheckReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"checkpoint/pages-1.img": "PAGES-01", "checkpoint/core-1.img": "core", "spec.dump": "{}"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700)
+		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600)
+	}
+	if err := WriteManifest(dir, &Manifest{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(filepath.Join(dir, "checkpoint/pages-1.img"), 3)
+	os.WriteFile(filepath.Join(dir, "spec.dump"), []byte("[]"), 0o600)
+	os.Remove(filepath.Join(dir, "checkpoint/core-1.img"))
+	os.WriteFile(filepath.Join(dir, "extra"), nil, 0o600)
+	r, err := Hold(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m, problems := r.Check(true)
+	if m == nil || m.Name != "x" {
+		t.Fatalf("manifest %+v, want the one written", m)
+	}
+	all := ""
+	for _, p := range problems {
+		if !errors.Is(p, ErrDamaged) {
+			t.Errorf("%v is not ErrDamaged", p)
+		}
+		all += p.Error() + "\n"
+	}
+	for _, want := range []string{"checkpoint/pages-1.img: 3 bytes, crwrap.json says 8", "spec.dump: sha256", "extra is not listed", "checkpoint/core-1.img: missing"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no problem mentions %q:\n%s", want, all)
+		}
+	}
+	if len(problems) != 4 || r.Manifest != nil {
+		t.Errorf("%d problems, Manifest set %v; want 4, not set", len(problems), r.Manifest != nil)
+	}
+}
+
+// OpenListed gives a listed file's bytes and, with check, fails at the end on other content;
+// CheckDigests compares digests taken elsewhere.
+func TestOpenListedAndCheckDigests(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "spec.dump"), []byte("{}"), 0o600)
+	if err := WriteManifest(dir, &Manifest{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	files, err := r.Files()
+	if err != nil || len(files) != 3 || files[0].Path != ManifestFile || files[1].Path != ManifestDigestFile || files[2].Path != "spec.dump" {
+		t.Fatalf("Files: %v %v", files, err)
+	}
+	read := func(f File, check bool) (string, error) {
+		rc, err := r.OpenListed(f, check)
+		if err != nil {
+			return "", err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		return string(b), err
+	}
+	for _, f := range files {
+		if _, err := read(f, true); err != nil {
+			t.Errorf("%s: %v", f.Path, err)
+		}
+	}
+	spec := files[2]
+	os.WriteFile(filepath.Join(dir, "spec.dump"), []byte("[]"), 0o600)
+	if _, err := read(spec, false); err != nil {
+		t.Errorf("same size, unchecked: %v", err)
+	}
+	if _, err := read(spec, true); !errors.Is(err, ErrDamaged) {
+		t.Errorf("other content, checked: %v, want ErrDamaged", err)
+	}
+	os.WriteFile(filepath.Join(dir, "spec.dump"), []byte("{"), 0o600)
+	if _, err := read(spec, false); !errors.Is(err, ErrDamaged) {
+		t.Errorf("shorter: %v, want ErrDamaged", err)
+	}
+	if err := r.CheckDigests(map[string]string{"spec.dump": spec.SHA256}); err != nil {
+		t.Errorf("CheckDigests intact: %v", err)
+	}
+	if err := r.CheckDigests(map[string]string{"spec.dump": strings.Repeat("0", 64)}); !errors.Is(err, ErrDamaged) {
+		t.Errorf("CheckDigests other: %v, want ErrDamaged", err)
 	}
 }
 

@@ -1,18 +1,15 @@
 package inspect
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/crwrap/crwrap/internal/archive"
 	"github.com/crwrap/crwrap/internal/checkpoint"
 )
 
@@ -41,7 +38,7 @@ type Report struct {
 	DurationsMS   map[string]int64 `json:"durationsMs,omitempty"`
 
 	// Container is config.dump, the metadata checkpointctl and Podman read.
-	Container *archive.ContainerConfig `json:"container,omitempty"`
+	Container *checkpoint.ContainerConfig `json:"container,omitempty"`
 
 	Sizes Sizes `json:"sizes"`
 
@@ -146,12 +143,11 @@ func InspectWith(dir string, opts Options) (*Report, error) {
 		pageSize = uint64(os.Getpagesize())
 	}
 
-	files, err := r.readSizes(root)
-	if err != nil {
+	if err := r.readSizes(root); err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", dir, err)
 	}
-	r.readManifest(root, files, opts.Digests)
-	if c, err := archive.ReadConfigDump(root); err == nil {
+	r.readManifest(held, opts.Digests)
+	if c, err := held.ConfigDump(); err == nil {
 		r.Container = c
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		r.damage("%v", err)
@@ -197,10 +193,8 @@ func (r *Report) damage(format string, a ...any) {
 	r.Reasons = append(r.Reasons, fmt.Sprintf(format, a...))
 }
 
-// readSizes fills r.Sizes and returns every regular file's size by slash-separated relative
-// path.
-func (r *Report) readSizes(root string) (map[string]int64, error) {
-	files := map[string]int64{}
+// readSizes fills r.Sizes.
+func (r *Report) readSizes(root string) error {
 	top := map[string]*Size{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -230,66 +224,36 @@ func (r *Report) readSizes(root string) (map[string]int64, error) {
 		if err != nil {
 			return err
 		}
-		files[rel] = fi.Size()
 		s.Bytes += fi.Size()
 		s.Files++
 		r.Sizes.TotalBytes += fi.Size()
-		if ok, _ := path.Match(checkpointImagesDir+"/pages-*.img", rel); ok {
+		if checkpoint.IsPagesImage(rel) {
 			r.Sizes.PagesBytes += fi.Size()
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, s := range top {
 		r.Sizes.Entries = append(r.Sizes.Entries, *s)
 	}
 	sort.Slice(r.Sizes.Entries, func(i, j int) bool { return r.Sizes.Entries[i].Name < r.Sizes.Entries[j].Name })
-	return files, nil
+	return nil
 }
 
-// readManifest reads crwrap.json into r and compares the files it lists with those on disk.
-func (r *Report) readManifest(root string, files map[string]int64, digests bool) {
-	b, err := os.ReadFile(filepath.Join(root, checkpoint.ManifestFile))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			r.damage("no %s: not made by crwrap, or not completely", checkpoint.ManifestFile)
-		} else {
-			r.damage("%s: %v", checkpoint.ManifestFile, err)
-		}
-		return
+// readManifest reads crwrap.json into r and checks the checkpoint as a restore verifies it
+// (checkpoint.Reader.Check: crwrap.json sealed by crwrap.json.sha256, only listed files, each
+// with its size and, with digests, its sha256), one reason per problem.
+func (r *Report) readManifest(held *checkpoint.Reader, digests bool) {
+	m, problems := held.Check(digests)
+	for _, p := range problems {
+		r.damage("%v", p)
 	}
-	var m checkpoint.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		r.damage("%s: %v", checkpoint.ManifestFile, err)
+	if m == nil {
 		return
 	}
 	r.FormatVersion, r.Name, r.Created = m.FormatVersion, m.Name, m.Created
 	r.Command, r.Mounts, r.Host = m.App.Args, m.App.Mounts, m.Host
 	r.CrwrapVersion, r.CRIUVersion, r.DurationsMS = m.CrwrapVersion, m.CRIUVersion, m.DurationsMS
-	if m.FormatVersion != checkpoint.FormatVersion {
-		r.damage("%s: format version %d, this crwrap reads %d", checkpoint.ManifestFile, m.FormatVersion, checkpoint.FormatVersion)
-	}
-	for _, f := range m.Files {
-		p := path.Clean(f.Path)
-		size, ok := files[p]
-		switch {
-		case !ok:
-			r.damage("%s: missing (%s lists it)", f.Path, checkpoint.ManifestFile)
-			continue
-		case size != f.Size:
-			r.damage("%s: %d bytes, %s says %d", f.Path, size, checkpoint.ManifestFile, f.Size)
-			continue
-		}
-		if !digests || f.SHA256 == "" {
-			continue
-		}
-		d, err := checkpoint.DigestFile(filepath.Join(root, filepath.FromSlash(p)))
-		if err != nil {
-			r.damage("%s: %v", f.Path, err)
-		} else if !strings.EqualFold(d.SHA256, f.SHA256) {
-			r.damage("%s: sha256 %s, %s says %s", f.Path, d.SHA256, checkpoint.ManifestFile, f.SHA256)
-		}
-	}
 }

@@ -2,8 +2,6 @@ package inspect
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crwrap/crwrap/internal/archive"
 	"github.com/crwrap/crwrap/internal/checkpoint"
 )
 
@@ -63,35 +60,17 @@ func makeCheckpoint(t *testing.T) string {
 		App:           checkpoint.App{Args: []string{"sleep", "1000"}},
 		DurationsMS:   map[string]int64{"dump": 70},
 	}
-	if err := archive.WriteConfigDump(dir, archive.ConfigDump(&m, "example.com/sleeper:1", time.Time{})); err != nil {
+	if err := (checkpoint.Draft{Dir: dir}).WriteConfigDump(checkpoint.ConfigDump(&m, "example.com/sleeper:1", time.Time{})); err != nil {
 		t.Fatal(err)
 	}
 	writeManifest(t, dir, m)
 	return dir
 }
 
-// writeManifest lists every file of dir in m and writes it as crwrap.json.
+// writeManifest lists every file of dir in m and writes it as crwrap.json, sealed.
 func writeManifest(t *testing.T, dir string, m checkpoint.Manifest) {
 	t.Helper()
-	m.Files = nil
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		m.Files = append(m.Files, checkpoint.File{Path: filepath.ToSlash(rel), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(m)
-	if err := os.WriteFile(filepath.Join(dir, checkpoint.ManifestFile), b, 0o600); err != nil {
+	if err := checkpoint.WriteManifest(dir, &m); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -138,7 +117,7 @@ func TestInspectIntact(t *testing.T) {
 	for _, e := range r.Sizes.Entries {
 		names = append(names, e.Name)
 	}
-	if got := strings.Join(names, " "); got != "checkpoint/ config.dump crwrap.json spec.dump stats-dump" {
+	if got := strings.Join(names, " "); got != "checkpoint/ config.dump crwrap.json crwrap.json.sha256 spec.dump stats-dump" {
 		t.Errorf("size entries %s", got)
 	}
 
@@ -190,6 +169,15 @@ func TestInspectDamaged(t *testing.T) {
 			b[5000] = 1
 			write(t, dir, img("pages-1.img"), string(b))
 		}, Options{Digests: true}, []string{"pages-1.img: sha256"}},
+		{"manifest edited after it was sealed", func(t *testing.T, dir string) {
+			b, err := os.ReadFile(filepath.Join(dir, checkpoint.ManifestFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, dir, checkpoint.ManifestFile, strings.Replace(string(b), `"sleeper"`, `"sleepy"`, 1))
+		}, Options{}, []string{"crwrap.json does not match crwrap.json.sha256"}},
+		{"no seal", func(t *testing.T, dir string) { remove(t, dir, checkpoint.ManifestDigestFile) },
+			Options{}, []string{"crwrap.json.sha256 is missing"}},
 		{"no images", func(t *testing.T, dir string) {
 			if err := os.RemoveAll(filepath.Join(dir, checkpoint.ImagesDir)); err != nil {
 				t.Fatal(err)

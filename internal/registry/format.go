@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"path"
 	"strings"
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
@@ -138,7 +137,5 @@ func group(files []checkpoint.File) [][]checkpoint.File {
 	return append([][]checkpoint.File{small}, big...)
 }
 
-func isPages(p string) bool {
-	b := path.Base(p)
-	return strings.HasPrefix(b, "pages-") && strings.HasSuffix(b, ".img")
-}
+// isPages reports whether p is a CRIU page image (checkpoint.IsPagesImage).
+func isPages(p string) bool { return checkpoint.IsPagesImage(p) }

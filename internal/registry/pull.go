@@ -291,12 +291,7 @@ func checkTree(dir string, sums *fileSums) error {
 	if sums == nil {
 		return nil
 	}
-	for _, f := range r.Manifest.Files {
-		if got := sums.m[path.Clean(f.Path)]; got != f.SHA256 {
-			return fmt.Errorf("%w: %s content differs from %s", checkpoint.ErrDamaged, f.Path, checkpoint.ManifestFile)
-		}
-	}
-	return nil
+	return r.CheckDigests(sums.m)
 }
 
 // checkSpace refuses a pull that cannot fit on dir's file system, before fetching a byte.

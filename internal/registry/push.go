@@ -36,20 +36,10 @@ func Image(r *checkpoint.Reader, opts ...Option) (v1.Image, error) {
 	if m == nil {
 		return nil, fmt.Errorf("image of %s: the checkpoint was not verified", r.Dir)
 	}
-	var files []checkpoint.File
-	for _, name := range []string{checkpoint.ManifestFile, checkpoint.ManifestDigestFile} {
-		f, err := r.OpenFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
-		}
-		fi, err := f.Stat()
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
-		}
-		files = append(files, checkpoint.File{Path: name, Size: fi.Size()})
+	files, err := r.Files()
+	if err != nil {
+		return nil, err
 	}
-	files = append(files, m.Files...)
 	var adds []mutate.Addendum
 	for _, g := range group(files) {
 		l, err := newFileLayer(r, g)
@@ -81,7 +71,7 @@ func Image(r *checkpoint.Reader, opts ...Option) (v1.Image, error) {
 	}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	img, err := mutate.Append(img, adds...)
+	img, err = mutate.Append(img, adds...)
 	if err != nil {
 		return nil, fmt.Errorf("build image: %w", err)
 	}

@@ -240,7 +240,8 @@ func CheckDeleted(deleted io.Reader) error {
 	return err
 }
 
-// DiffFile and DeletedFile are the names the diff has inside a checkpoint (for messages).
+// DiffFile and DeletedFile are the names the diff has inside a checkpoint: named here for this
+// package's messages, and the checkpoint layout (internal/checkpoint) uses them.
 const (
 	DiffFile    = "rootfs-diff.tar"
 	DeletedFile = "deleted.files"

@@ -2,10 +2,8 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +12,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/crwrap/crwrap/internal/archive"
 	"github.com/crwrap/crwrap/internal/checkpoint"
 	"github.com/crwrap/crwrap/internal/container"
 	"github.com/crwrap/crwrap/internal/readiness"
-	"github.com/crwrap/crwrap/internal/rootfs"
 )
 
 func (s *Supervisor) store() checkpoint.Store {
@@ -80,7 +76,7 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 	// The app is frozen during the dump and stays frozen (CRIU leaves it as it found it)
 	// until the checkpoint is published: a failure at any step before that thaws it, and
 	// the checkpoint pod keeps its app.
-	size, err := s.dump(ctx, a, tmp)
+	size, err := s.dump(ctx, a, checkpoint.Draft{Dir: tmp})
 	t := time.Now()
 	if err == nil {
 		err = w.Publish(tmp)
@@ -202,10 +198,10 @@ func (s *Supervisor) check(r *checkpoint.Reader) (*checkpoint.Manifest, error) {
 	return m, nil
 }
 
-// dump checkpoints the running app into dir in the archive layout and returns its size.
+// dump checkpoints the running app into the new version d and returns its size.
 // The app is frozen first and stays frozen after a successful dump (the caller thaws or
 // stops it); it is never killed here.
-func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error) {
+func (s *Supervisor) dump(ctx context.Context, a *app, d checkpoint.Draft) (int64, error) {
 	t := time.Now()
 	pids, err := a.c.Processes()
 	if err != nil {
@@ -221,7 +217,7 @@ func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error
 	work := filepath.Join(a.dir, "criu-dump")
 	// Nothing of CRIU's work directory stays, whatever happens (its log went to the error).
 	defer os.RemoveAll(work)
-	images := filepath.Join(dir, checkpoint.ImagesDir)
+	images := d.ImagesDir()
 	// Frozen, the app is dumped as it is and can be left alive: CRIU then leaves it frozen.
 	// Not with cr.criu.tcp-established: CRIU unlocks the network when it leaves an app
 	// alive, and stopping the app afterwards would close its connections towards their
@@ -255,7 +251,7 @@ func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error
 			return 0, err
 		}
 		s.Log.WithError(err).WithField("attempt", attempt).Warn("dump failed on a TCP socket; trying again")
-		_ = os.RemoveAll(images)
+		_ = d.ClearImages()
 		_ = os.RemoveAll(work)
 		if frozen {
 			if err := a.c.Resume(); err != nil {
@@ -296,11 +292,11 @@ func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error
 
 	t = time.Now()
 	if a.fs.Overlay {
-		if _, _, err := rootfs.ExportDiff(a.fs.Upper(), filepath.Join(dir, checkpoint.RootfsDiffFile), filepath.Join(dir, checkpoint.DeletedFilesFile)); err != nil {
+		if err := d.WriteRootfsDiff(a.fs.Upper()); err != nil {
 			return 0, fmt.Errorf("save root filesystem changes: %w", err)
 		}
 	}
-	if err := copyFile(filepath.Join(work, "stats-dump"), filepath.Join(dir, checkpoint.StatsDumpFile)); err != nil {
+	if err := d.CopyStats(work); err != nil {
 		return 0, fmt.Errorf("save CRIU statistics: %w", err)
 	}
 	host, err := checkpoint.CurrentHost()
@@ -325,19 +321,16 @@ func (s *Supervisor) dump(ctx context.Context, a *app, dir string) (int64, error
 	for k, v := range a.spec.Annotations {
 		sp.Annotations[k] = v
 	}
-	for k, v := range archive.SpecAnnotations(s.Settings.CheckpointName, os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")) {
+	for k, v := range checkpoint.SpecAnnotations(s.Settings.CheckpointName, os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")) {
 		sp.Annotations[k] = v
 	}
-	if err := writeJSON(filepath.Join(dir, checkpoint.SpecDumpFile), &sp); err != nil {
+	if err := d.WriteSpec(&sp); err != nil {
 		return 0, err
 	}
-	if err := archive.WriteConfigDump(dir, archive.ConfigDump(m, os.Getenv("CRWRAP_IMAGE"), a.started)); err != nil {
+	if err := d.WriteConfigDump(checkpoint.ConfigDump(m, os.Getenv("CRWRAP_IMAGE"), a.started)); err != nil {
 		return 0, err
 	}
-	if err := restrict(dir); err != nil {
-		return 0, err
-	}
-	if err := checkpoint.WriteManifest(dir, m); err != nil {
+	if err := d.Seal(m); err != nil {
 		return 0, err
 	}
 	var size int64
@@ -359,43 +352,4 @@ func (s *Supervisor) criuOptions(images, work string, leaveRunning bool) contain
 		GhostLimit:     s.Settings.CRIUGhostLimit,
 		IrmapScanPaths: s.Settings.CRIUIrmapScanPaths,
 	}
-}
-
-func writeJSON(p string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", filepath.Base(p), err)
-	}
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	return nil
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o600)
-}
-
-// restrict makes everything under dir root-only (CRIU writes its images 0644): they hold the
-// app's memory, and a copy or export must not widen access to them.
-func restrict(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := fs.FileMode(0o600)
-		if d.IsDir() {
-			mode = 0o700
-		} else if !d.Type().IsRegular() {
-			return nil
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			return fmt.Errorf("restrict %s: %w", p, err)
-		}
-		return nil
-	})
 }

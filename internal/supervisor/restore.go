@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/crwrap/crwrap/internal/checkpoint"
 	"github.com/crwrap/crwrap/internal/container"
 	"github.com/crwrap/crwrap/internal/metrics"
-	"github.com/crwrap/crwrap/internal/rootfs"
 )
 
 // ErrRestoreFailed is returned when a restore was impossible and cr.restore.fallback=fail.
@@ -141,14 +138,14 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 		}
 	}()
 	if a.fs.Overlay {
-		if err := applyDiff(a.fs.Upper(), r); err != nil {
+		if err := r.ApplyRootfsDiff(a.fs.Upper()); err != nil {
 			return nil, nil, err
 		}
 	}
 
 	t := time.Now()
 	// The verified, held images directory: not a path that could be swapped since.
-	images, err := r.Path(checkpoint.ImagesDir)
+	images, err := r.ImagesPath()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -181,30 +178,6 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 	d := s.phase("restore", t, fields)
 	s.Metrics.ObserveRestore(d, -1)
 	return a, lz, nil
-}
-
-// applyDiff puts the checkpoint's root filesystem changes into the empty upper layer upper,
-// reading them through the held checkpoint r. A diff that breaks a rule is ErrUnsafe.
-func applyDiff(upper string, r *checkpoint.Reader) error {
-	var readers [2]io.Reader
-	for i, name := range []string{checkpoint.RootfsDiffFile, checkpoint.DeletedFilesFile} {
-		f, err := r.OpenFile(name)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		readers[i] = f
-	}
-	if err := rootfs.ApplyDiff(upper, readers[0], readers[1]); err != nil {
-		if errors.Is(err, rootfs.ErrUnsafeDiff) {
-			return fmt.Errorf("%w: %v", checkpoint.ErrUnsafe, err)
-		}
-		return fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
-	}
-	return nil
 }
 
 // restoreOptions are the CRIU options of a restore from images, eager or lazy.

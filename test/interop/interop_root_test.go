@@ -139,7 +139,7 @@ func layOut(t *testing.T, imgDir, parent, name string) string {
 		"ociVersion":  "1.2.0",
 		"process":     map[string]any{"args": []string{"sleep", "1000"}, "cwd": "/"},
 		"root":        map[string]any{"path": "rootfs"},
-		"annotations": archive.SpecAnnotations(name, name+"-0", "default"),
+		"annotations": checkpoint.SpecAnnotations(name, name+"-0", "default"),
 	}
 	b, _ := json.Marshal(spec)
 	if err := os.WriteFile(filepath.Join(version, checkpoint.SpecDumpFile), b, 0o600); err != nil {
@@ -153,7 +153,7 @@ func layOut(t *testing.T, imgDir, parent, name string) string {
 		CRIUVersion:   "bundled",
 		App:           checkpoint.App{Args: []string{"sleep", "1000"}},
 	}
-	if err := archive.WriteConfigDump(version, archive.ConfigDump(&m, "example.com/sleeper:1", m.Created.Add(-time.Minute))); err != nil {
+	if err := (checkpoint.Draft{Dir: version}).WriteConfigDump(checkpoint.ConfigDump(&m, "example.com/sleeper:1", m.Created.Add(-time.Minute))); err != nil {
 		t.Fatal(err)
 	}
 	err := filepath.Walk(version, func(p string, fi os.FileInfo, err error) error {
@@ -280,7 +280,7 @@ func TestLeadCheckpoint(t *testing.T) {
 	if r.Stats.PagesWritten != pagesWritten {
 		t.Errorf("crwrap inspect reads %d pages written, the dump logged %d", r.Stats.PagesWritten, pagesWritten)
 	}
-	cfg, err := archive.ReadConfigDump(dir)
+	cfg, err := checkpoint.ReadConfigDump(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func checkArchives(t *testing.T, cctl, dir, container string, pid int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := archive.ReadConfigDump(dir)
+	cfg, err := checkpoint.ReadConfigDump(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

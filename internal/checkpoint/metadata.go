@@ -1,13 +1,9 @@
-package archive
+package checkpoint
 
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
-
-	"github.com/crwrap/crwrap/internal/checkpoint"
 )
 
 // ContainerConfig is the JSON of config.dump as checkpointctl (lib.ContainerConfig, a reduced
@@ -58,7 +54,7 @@ func SpecAnnotations(container, pod, namespace string) map[string]string {
 // ConfigDump builds config.dump from crwrap's manifest: the checkpoint name is the container
 // name and ID, runtime is "runc" (libcontainer), and both times are set (checkpointctl prints
 // the zero time otherwise). image is the app's image reference, when known.
-func ConfigDump(m *checkpoint.Manifest, image string, created time.Time) ContainerConfig {
+func ConfigDump(m *Manifest, image string, created time.Time) ContainerConfig {
 	c := ContainerConfig{
 		ID:              m.Name,
 		Name:            m.Name,
@@ -74,38 +70,26 @@ func ConfigDump(m *checkpoint.Manifest, image string, created time.Time) Contain
 	return c
 }
 
-// WriteConfigDump writes c as config.dump into the checkpoint directory dir, readable by its
-// owner only.
-func WriteConfigDump(dir string, c ContainerConfig) error {
-	b, err := json.MarshalIndent(c, "", "  ")
+// ConfigDump reads config.dump from the held checkpoint.
+func (r *Reader) ConfigDump() (*ContainerConfig, error) {
+	b, err := r.readSmall(ConfigDumpFile, MaxManifestBytes)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", checkpoint.ConfigDumpFile, err)
-	}
-	p := filepath.Join(dir, checkpoint.ConfigDumpFile)
-	if err := os.WriteFile(p, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", checkpoint.ConfigDumpFile, err)
-	}
-	return nil
-}
-
-// ReadConfigDump reads config.dump from the checkpoint directory dir.
-func ReadConfigDump(dir string) (*ContainerConfig, error) {
-	b, err := os.ReadFile(filepath.Join(dir, checkpoint.ConfigDumpFile))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", checkpoint.ConfigDumpFile, err)
+		return nil, fmt.Errorf("read %s: %w", ConfigDumpFile, err)
 	}
 	var c ContainerConfig
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", checkpoint.ConfigDumpFile, err)
+		return nil, fmt.Errorf("parse %s: %w", ConfigDumpFile, err)
 	}
 	return &c, nil
 }
 
-// ArchiveName names a checkpoint archive the way the kubelet does for
-// POST /checkpoint/{namespace}/{pod}/{container}:
-// checkpoint-<pod>_<namespace>-<container>-<RFC 3339 time>.tar, where <pod>_<namespace> is
-// the kubelet's pod full name. t is used as given (the kubelet formats its local time; pass UTC
-// for names that sort across nodes). Add the compression's extension, if any, yourself.
-func ArchiveName(podName, namespace, container string, t time.Time) string {
-	return fmt.Sprintf("checkpoint-%s_%s-%s-%s.tar", podName, namespace, container, t.Format(time.RFC3339))
+// ReadConfigDump reads config.dump from the checkpoint directory dir (or the published link to
+// one).
+func ReadConfigDump(dir string) (*ContainerConfig, error) {
+	r, err := Hold(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ConfigDumpFile, err)
+	}
+	defer r.Close()
+	return r.ConfigDump()
 }
