@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -129,9 +127,6 @@ func (s *Supervisor) stopFrozen(a *app) {
 	}
 }
 
-// dumpAttempts is how often a dump failing on a TCP socket is tried.
-const dumpAttempts = 3
-
 func isDone(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
@@ -196,149 +191,6 @@ func (s *Supervisor) check(r *checkpoint.Reader) (*checkpoint.Manifest, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-// dump checkpoints the running app into the new version d and returns its size.
-// The app is frozen first and stays frozen after a successful dump (the caller thaws or
-// stops it); it is never killed here.
-func (s *Supervisor) dump(ctx context.Context, a *app, d checkpoint.Draft) (int64, error) {
-	t := time.Now()
-	pids, err := a.c.Processes()
-	if err != nil {
-		return 0, fmt.Errorf("list the app's processes: %w", err)
-	}
-	files, err := checkpoint.AppFiles("/", pids)
-	if err != nil {
-		return 0, fmt.Errorf("identify the app's files: %w", err)
-	}
-	s.phase("identify", t, logrus.Fields{"files": len(files)})
-
-	t = time.Now()
-	work := filepath.Join(a.dir, "criu-dump")
-	// Nothing of CRIU's work directory stays, whatever happens (its log went to the error).
-	defer os.RemoveAll(work)
-	images := d.ImagesDir()
-	// Frozen, the app is dumped as it is and can be left alive: CRIU then leaves it frozen.
-	// Not with cr.criu.tcp-established: CRIU unlocks the network when it leaves an app
-	// alive, and stopping the app afterwards would close its connections towards their
-	// peers, which a restore in this network namespace could otherwise take over; CRIU
-	// stops that app itself, with its connections locked.
-	frozen := !s.Settings.TCPEstablished
-	if frozen {
-		if err := a.c.Pause(); err != nil {
-			s.Log.WithError(err).Warn("the app cannot be frozen: CRIU dumps it and then stops it, so a failure after the dump ends it")
-			frozen = false
-		}
-	}
-	for attempt := 1; ; attempt++ {
-		release := s.Reaper.Hold()
-		dctx, cancel := context.WithTimeout(ctx, s.Settings.CheckpointTimeout)
-		err = a.c.Checkpoint(dctx, s.criuOptions(images, work, frozen))
-		cancel()
-		release()
-		keepCRIULog(work, "dump.log")
-		if err == nil {
-			break
-		}
-		tail := criuLogTail(filepath.Join(work, "dump.log"))
-		if errors.Is(err, context.DeadlineExceeded) {
-			return 0, fmt.Errorf("the dump did not end within %s (cr.checkpoint.timeout): %w%s", s.Settings.CheckpointTimeout, err, tail)
-		}
-		err = fmt.Errorf("%w%s", err, tail)
-		// A connection that is just being closed (the last readiness probe's, a client's)
-		// makes CRIU refuse; CRIU left the app running, so a moment later the dump works.
-		if attempt == dumpAttempts || !strings.Contains(tail, "TCP") || isDone(a.exited) || ctx.Err() != nil {
-			return 0, err
-		}
-		s.Log.WithError(err).WithField("attempt", attempt).Warn("dump failed on a TCP socket; trying again")
-		_ = d.ClearImages()
-		_ = os.RemoveAll(work)
-		if frozen {
-			if err := a.c.Resume(); err != nil {
-				return 0, err
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-		if frozen {
-			if err := a.c.Pause(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	// CRIU leaves a frozen app frozen; should another CRIU not, the rest of the checkpoint
-	// must still see the app as it was dumped.
-	if !frozen {
-		select {
-		case <-a.exited: // CRIU stopped it
-		case <-time.After(10 * time.Second):
-			return 0, errors.New("the app still runs 10 s after CRIU dumped it and should have stopped it")
-		}
-	} else if !a.c.Paused() {
-		s.Log.Debug("the app runs after the dump; freezing it again")
-		if err := a.c.Pause(); err != nil {
-			return 0, err
-		}
-	}
-	fields := logrus.Fields{}
-	if st, err := readDumpStats(work); err == nil {
-		fields["criu_frozen_ms"] = st.FrozenTime.Milliseconds()
-		fields["criu_memdump_ms"] = st.MemdumpTime.Milliseconds()
-		fields["criu_memwrite_ms"] = st.MemwriteTime.Milliseconds()
-		fields["pages_written"] = st.PagesWritten
-		s.Metrics.ObserveDumpStats(st)
-	}
-	dumpDur := s.phase("dump", t, fields)
-	checkpointed := time.Now()
-
-	t = time.Now()
-	if a.fs.Overlay {
-		if err := d.WriteRootfsDiff(a.fs.Upper()); err != nil {
-			return 0, fmt.Errorf("save root filesystem changes: %w", err)
-		}
-	}
-	if err := d.CopyStats(work); err != nil {
-		return 0, fmt.Errorf("save CRIU statistics: %w", err)
-	}
-	host, err := checkpoint.CurrentHost()
-	if err != nil {
-		return 0, err
-	}
-	app := s.identity()
-	app.Files = files
-	m := &checkpoint.Manifest{
-		Name:          s.Settings.CheckpointName,
-		Created:       checkpointed.UTC(),
-		CrwrapVersion: s.Version,
-		CRIUVersion:   s.CRIUVersion,
-		Host:          host,
-		App:           app,
-		DurationsMS:   s.timeline.durations(),
-	}
-	m.DurationsMS["dump"] = dumpDur.Milliseconds()
-	// spec.dump and config.dump as Podman/CRI-O write them, so checkpointctl reads the archive.
-	sp := *a.spec
-	sp.Annotations = map[string]string{}
-	for k, v := range a.spec.Annotations {
-		sp.Annotations[k] = v
-	}
-	for k, v := range checkpoint.SpecAnnotations(s.Settings.CheckpointName, os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")) {
-		sp.Annotations[k] = v
-	}
-	if err := d.WriteSpec(&sp); err != nil {
-		return 0, err
-	}
-	if err := d.WriteConfigDump(checkpoint.ConfigDump(m, os.Getenv("CRWRAP_IMAGE"), a.started)); err != nil {
-		return 0, err
-	}
-	if err := d.Seal(m); err != nil {
-		return 0, err
-	}
-	var size int64
-	for _, f := range m.Files {
-		size += f.Size
-	}
-	s.phase("write", t, logrus.Fields{"bytes": size})
-	return size, nil
 }
 
 // criuOptions are the CRIU options of the settings for images and a work directory.
