@@ -333,8 +333,12 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 
 // check runs the whole-tree checks once everything is unpacked into dir (u.root).
 func (u *unpacker) check(dir string, opts ImportOptions) error {
-	fi, err := u.root.Lstat(checkpoint.ImagesDir)
-	if err != nil || !fi.IsDir() {
+	r, err := checkpoint.Hold(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if !r.HasImages() {
 		return fmt.Errorf("no %s/ directory in the archive: %w", checkpoint.ImagesDir, ErrNotCheckpoint)
 	}
 	// A symlink that looks contained by itself can escape through another symlink
@@ -344,11 +348,6 @@ func (u *unpacker) check(dir string, opts ImportOptions) error {
 			return err
 		}
 	}
-	r, err := checkpoint.Hold(dir)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
 	// A restore's rules for the inner rootfs-diff.tar and deleted.files: an imported
 	// checkpoint never fails (or worse) only when it is restored.
 	if err := r.CheckRootfsDiff(); errors.Is(err, rootfs.ErrUnsafeDiff) {
@@ -359,7 +358,7 @@ func (u *unpacker) check(dir string, opts ImportOptions) error {
 	if opts.NoVerify {
 		return nil
 	}
-	if _, err := u.root.Lstat(checkpoint.ManifestFile); errors.Is(err, fs.ErrNotExist) {
+	if !r.HasManifest() {
 		return nil
 	}
 	if _, err := r.Verify(true); err != nil && !errors.Is(err, ErrDamaged) {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crwrap/crwrap/internal/rootfs"
 )
 
@@ -129,6 +131,31 @@ func restrict(dir string) error {
 
 // ImagesPath is Path of the CRIU images directory: what a restore gives CRIU.
 func (r *Reader) ImagesPath() (string, error) { return r.Path(ImagesDir) }
+
+// HasImages reports whether the held directory has the CRIU images directory (a symlink does
+// not count): what every checkpoint has, from crwrap or another tool.
+func (r *Reader) HasImages() bool {
+	var st unix.Stat_t
+	return unix.Fstatat(int(r.f.Fd()), ImagesDir, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+}
+
+// HasManifest reports whether the held directory has a crwrap.json: made by crwrap (a
+// Podman or CRI-O checkpoint has none, and so nothing to verify).
+func (r *Reader) HasManifest() bool { return r.has(ManifestFile) }
+
+// ImagesDirPath and StatsDumpPath are where a description of the checkpoint (crwrap inspect)
+// reads CRIU's images and statistics by name, under r.Dir so that messages name the real
+// files: the images directory, and stats-dump at the root or, in a bare CRIU image
+// directory, beside the images. A restore uses ImagesPath.
+func (r *Reader) ImagesDirPath() string { return filepath.Join(r.Dir, ImagesDir) }
+
+// StatsDumpPath: see ImagesDirPath.
+func (r *Reader) StatsDumpPath() string {
+	if r.has(StatsDumpFile) {
+		return filepath.Join(r.Dir, StatsDumpFile)
+	}
+	return filepath.Join(r.Dir, ImagesDir, StatsDumpFile)
+}
 
 // ApplyRootfsDiff puts the checkpoint's root filesystem changes (rootfs-diff.tar and
 // deleted.files, when there) into the empty overlay upper layer upper, reading them through

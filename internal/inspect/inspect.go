@@ -153,20 +153,16 @@ func InspectWith(dir string, opts Options) (*Report, error) {
 		r.damage("%v", err)
 	}
 
-	if fi, err := os.Stat(filepath.Join(root, checkpointImagesDir)); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(held.ImagesDirPath()); err != nil || !fi.IsDir() {
 		r.damage("no %s/ directory of CRIU images", checkpointImagesDir)
 	} else {
-		r.readImages(filepath.Join(root, checkpointImagesDir), pageSize)
+		r.readImages(held.ImagesDirPath(), pageSize)
 	}
 	for _, p := range r.Processes {
 		p.addMemory(&r.Memory)
 	}
 
-	statsFile := filepath.Join(root, checkpoint.StatsDumpFile)
-	if _, err := os.Stat(statsFile); errors.Is(err, fs.ErrNotExist) {
-		// A bare CRIU image directory keeps it beside the images.
-		statsFile = filepath.Join(root, checkpointImagesDir, checkpoint.StatsDumpFile)
-	}
+	statsFile := held.StatsDumpPath()
 	if _, err := os.Stat(statsFile); err == nil {
 		st, err := readStats(statsFile)
 		if err != nil {
