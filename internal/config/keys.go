@@ -166,30 +166,10 @@ var keys = []keyDef{
 		s.PullTimeout, err = duration(v, false)
 		return err
 	}},
-	{KeySigningKey, "", func(s *Settings, v string) (err error) {
-		s.SigningKey, err = optionalPath(v)
-		return err
-	}},
-	{KeyVerifyKey, "", func(s *Settings, v string) (err error) {
-		s.VerifyKey, err = optionalPath(v)
-		return err
-	}},
-	{KeyEncryptionKey, "", func(s *Settings, v string) (err error) {
-		s.EncryptionKey, err = optionalPath(v)
-		return err
-	}},
-	{KeyDecryptionKey, "", func(s *Settings, v string) (err error) {
-		s.DecryptionKey, err = optionalPath(v)
-		return err
-	}},
-}
-
-// optionalPath checks a key file setting: empty (off) or an absolute path.
-func optionalPath(v string) (string, error) {
-	if v == "" {
-		return "", nil
-	}
-	return absPath(v)
+	{KeySigningKey, "", setSigningKey},
+	{KeyVerifyKey, "", setVerifyKey},
+	{KeyEncryptionKey, "", setEncryptionKey},
+	{KeyDecryptionKey, "", setDecryptionKey},
 }
 
 // setImage checks cr.checkpoint.image: an OCI repository, without tag or digest (crwrap
