@@ -51,6 +51,11 @@ func (s *Supervisor) restore(ctx context.Context) (int, error) {
 	begin := time.Now()
 	a, err := s.tryRestore(ctx, begin)
 	if err != nil {
+		// A pod being deleted while it waits for a checkpoint, or for the restored app to be
+		// ready, stops: starting the app cold then would only delay its end.
+		if code, ok := s.interrupted(ctx, "restoring"); ok {
+			return code, nil
+		}
 		reason := reasonOf(err)
 		s.Metrics.IncRestoreFallback(reason)
 		if s.Settings.RestoreFallback == "fail" || s.StopWhenReady {
@@ -118,6 +123,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	}
 	if _, err := s.waitReady(ctx, a, begin, "restore"); err != nil {
 		s.release(a)
+		lz.stop() // not left to watchLazyPages: nothing of the attempt outlives tryRestore
 		return nil, err
 	}
 	// The guard is started only now: its start-up would compete for the CPU with the restored
@@ -200,7 +206,7 @@ func (s *Supervisor) find(ctx context.Context, st checkpoint.Store) (*checkpoint
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("wait for a checkpoint at %s: %w", st.Path(), context.Cause(ctx))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

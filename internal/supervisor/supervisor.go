@@ -17,6 +17,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/crwrap/crwrap/internal/config"
 	"github.com/crwrap/crwrap/internal/container"
@@ -70,6 +71,54 @@ type Supervisor struct {
 
 	timeline timeline
 	began    time.Time
+	// signals are the Signals that reach the app (or idle), routed by routeSignals.
+	signals chan os.Signal
+}
+
+// Interrupted is the cause of Run's context once crwrap got a terminating signal (SIGTERM,
+// SIGINT, SIGQUIT). Until the app is served (checkpoint: always; restore: until it is ready
+// again) that ends the mode: nothing is published, nothing is started cold, and crwrap exits
+// with 128+N as the app would have, had the signal killed it.
+type Interrupted struct{ Signal syscall.Signal }
+
+func (e *Interrupted) Error() string { return "terminated by " + unix.SignalName(e.Signal) }
+
+// interrupted returns the exit code for a mode ended by a terminating signal.
+func (s *Supervisor) interrupted(ctx context.Context, during string) (int, bool) {
+	var in *Interrupted
+	if !errors.As(context.Cause(ctx), &in) {
+		return 0, false
+	}
+	code := 128 + int(in.Signal)
+	fields := logrus.Fields{"phase": "terminated", "signal": unix.SignalName(in.Signal), "status": code}
+	s.timeline.mu.Lock()
+	if n := len(s.timeline.phases); n > 0 {
+		fields["after_phase"] = s.timeline.phases[n-1]
+	}
+	s.timeline.mu.Unlock()
+	s.Log.WithFields(fields).Warnf("%s while %s: stopped, nothing left behind", in.Error(), during)
+	return code, true
+}
+
+// routeSignals passes Signals on to s.signals until done is closed; the first terminating
+// one also cancels ctx with an *Interrupted cause, so that whatever crwrap waits for
+// (the writer lock, readiness, warm-up, cr.restore.wait) ends at once.
+func (s *Supervisor) routeSignals(cancel context.CancelCauseFunc, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case sig := <-s.Signals:
+			if n, ok := sig.(syscall.Signal); ok && isTerminating(sig) {
+				cancel(&Interrupted{Signal: n})
+			}
+			select {
+			case s.signals <- sig:
+			default:
+				s.Log.WithField("signal", sig.String()).Warn("too many signals queued: dropping one")
+			}
+		}
+	}
 }
 
 // app is one prepared or running app container.
@@ -96,6 +145,13 @@ func newID() string {
 // Run runs the configured mode and returns the exit code crwrap should exit with.
 func (s *Supervisor) Run(ctx context.Context) (int, error) {
 	s.began = time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s.signals = make(chan os.Signal, 16)
+	done := make(chan struct{})
+	defer close(done)
+	go s.routeSignals(cancel, done)
+
 	if removed, err := s.Runtime.CleanupStale(); err != nil {
 		s.Log.WithError(err).Warn("could not remove everything an earlier crwrap left behind")
 	} else if len(removed) > 0 {
@@ -312,7 +368,7 @@ func (s *Supervisor) serve(ctx context.Context, a *app) (int, error) {
 	killedBy := 0
 	for {
 		select {
-		case sig := <-s.Signals:
+		case sig := <-s.signals:
 			s.Log.WithField("signal", sig.String()).Debug("forwarding signal to the app")
 			if err := a.c.Signal(sig); err != nil {
 				s.Log.WithError(err).Warn("forward signal")
@@ -390,7 +446,7 @@ func (s *Supervisor) run(ctx context.Context, mode string) (int, error) {
 	defer s.release(a)
 	go func() {
 		_, err := s.waitReady(ctx, a, begin, mode)
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && ctx.Err() == nil {
 			s.Log.WithError(err).Warn("readiness")
 		}
 		if err == nil && mode == "cold" {
