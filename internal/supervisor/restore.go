@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,43 +94,69 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	if err != nil {
 		return nil, err
 	}
-	held := false // a lazy restore keeps the checkpoint held until all pages are in
+	// A lazy restore keeps the checkpoint held until all pages are in (watchLazyPages).
+	release := sync.OnceFunc(func() { r.Close() })
+	held := false
 	defer func() {
 		if !held {
-			r.Close()
+			release()
 		}
 	}()
 
 	t := time.Now()
-	if _, err := s.check(r.Dir); err != nil {
+	m, err := s.check(r.Dir)
+	if err != nil {
 		return nil, err
 	}
 	s.phase("verify", t, logrus.Fields{"checkpoint": r.Dir, "verify": s.Settings.RestoreVerify})
 
-	a, lz, err := s.restoreOnce(r, s.Settings.RestoreLazy)
-	if err != nil && s.Settings.RestoreLazy {
+	lazy := s.Settings.RestoreLazy
+	if lazy && s.lazyFailedBefore(r.Dir, m.Created) {
+		s.Log.WithFields(logrus.Fields{"checkpoint": r.Dir, "mark": s.lazyFailureMark(r.Dir, m.Created)}).
+			Warn("a lazy restore of this checkpoint failed on this node before: restoring with all memory loaded first")
+		lazy = false
+	}
+	var a *app
+	var lazyErr error
+	for {
+		var lz *lazyPages
+		a, lz, err = s.restoreOnce(r, lazy)
+		daemonFailed := false
+		if err == nil {
+			if lz != nil {
+				go s.watchLazyPages(a, lz, release, r.Dir, m.Created)
+			}
+			if _, err = s.waitReady(ctx, a, begin, "restore"); err != nil {
+				daemonFailed = lz != nil && isDone(lz.done) && lz.err != nil
+				s.release(a)
+				lz.stop() // not left to watchLazyPages: nothing of the attempt outlives tryRestore
+			}
+		}
+		if err == nil {
+			held = lz != nil
+			break
+		}
+		if !lazy || ctx.Err() != nil || (lz != nil && !daemonFailed) {
+			return nil, err
+		}
 		// Lazy restore needs userfaultfd and CRIU's lazy-pages daemon (a seccomp profile, an
-		// old kernel or missing privileges can stand in the way); memory loaded up front still
-		// beats a cold start. A damaged checkpoint fails this second try too.
+		// old kernel or missing privileges can stand in the way, or the daemon dies before the
+		// app is ready); memory loaded up front still beats a cold start. A damaged
+		// checkpoint fails this second try too.
 		s.Log.WithError(err).Warn("lazy restore failed; restoring with all memory loaded first")
-		a, lz, err = s.restoreOnce(r, false)
+		lazy = false
+		if lz == nil {
+			lazyErr = err // (a daemon that died was remembered by watchLazyPages)
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	if lz != nil {
-		held = true
-		go s.watchLazyPages(a, lz, r)
-	}
-	if _, err := s.waitReady(ctx, a, begin, "restore"); err != nil {
-		s.release(a)
-		lz.stop() // not left to watchLazyPages: nothing of the attempt outlives tryRestore
-		return nil, err
+	if lazyErr != nil {
+		// Only lazy restores fail here: the next pod need not try.
+		s.rememberLazyFailure(r.Dir, m.Created, lazyErr)
 	}
 	// The guard is started only now: its start-up would compete for the CPU with the restored
 	// app becoming ready; until then a killed crwrap's leftovers are removed by the next start.
 	go s.guard(a)
-	s.summary("restored", logrus.Fields{"checkpoint": st.Path(), "total_ms": time.Since(begin).Milliseconds(), "lazy": lz != nil})
+	s.summary("restored", logrus.Fields{"checkpoint": st.Path(), "total_ms": time.Since(begin).Milliseconds(), "lazy": held})
 	return a, nil
 }
 
