@@ -17,7 +17,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
-
 )
 
 // lazyPages is CRIU's lazy-pages daemon for one restore: the restored app resumes before its
