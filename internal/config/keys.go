@@ -39,6 +39,15 @@ const (
 	KeyMode                = "cr.mode"
 )
 
+// Keys of the app's user and root filesystem.
+const (
+	KeyContainerUser = "cr.container.user"
+	KeyRootfsSize    = "cr.container.rootfs-size"
+)
+
+// DefaultRootfsSize is the default of cr.container.rootfs-size.
+const DefaultRootfsSize = "1Gi"
+
 // DefaultPath is where the properties file is looked for when neither --config nor
 // $CR_PROPERTIES names one.
 const DefaultPath = "/etc/cr.properties"
@@ -132,6 +141,11 @@ var keys = []keyDef{
 		return err
 	}},
 	{KeyMetricsAddress, "", setMetrics},
+	{KeyContainerUser, "", setUser},
+	{KeyRootfsSize, DefaultRootfsSize, func(s *Settings, v string) (err error) {
+		s.RootfsSize, err = size(v)
+		return err
+	}},
 }
 
 // Keys returns every known cr.* key, in the order of the DESIGN.md table.
@@ -343,4 +357,46 @@ func oneOf(v, what string, allowed ...string) (string, error) {
 		}
 	}
 	return v, fmt.Errorf("unknown %s %q (want %s)", what, v, strings.Join(allowed, ", "))
+}
+
+var userPartRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*$`)
+
+// setUser checks cr.container.user: USER or USER:GROUP, each a name (looked up in the app's
+// /etc/passwd and /etc/group when the app starts) or a number.
+func setUser(s *Settings, v string) error {
+	s.User = v
+	if v == "" {
+		return nil
+	}
+	u, g, hasGroup := strings.Cut(v, ":")
+	for _, part := range []string{u, g} {
+		if part == "" && (part == u || hasGroup) {
+			return fmt.Errorf("user %q: want USER or USER:GROUP (names or numbers)", v)
+		}
+		if part != "" && !userPartRE.MatchString(part) {
+			return fmt.Errorf("user %q: %q is not a user or group name or number", v, part)
+		}
+	}
+	return nil
+}
+
+var sizeRE = regexp.MustCompile(`^([0-9]+)(Ki|Mi|Gi|Ti)?$`)
+
+// size parses a byte count with an optional binary suffix (Ki, Mi, Gi, Ti, as in Kubernetes
+// quantities); at least 1 MiB.
+func size(v string) (int64, error) {
+	m := sizeRE.FindStringSubmatch(v)
+	if m == nil {
+		return 0, fmt.Errorf("invalid size %q (bytes, or a number with Ki, Mi, Gi or Ti, e.g. 512Mi)", v)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	shift := map[string]uint{"": 0, "Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40}[m[2]]
+	if err != nil || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("size %q is too large", v)
+	}
+	n <<= shift
+	if n < 1<<20 {
+		return 0, fmt.Errorf("size %q is less than 1Mi", v)
+	}
+	return n, nil
 }

@@ -172,7 +172,7 @@ func (s *Supervisor) prepare() (*app, error) {
 	start := time.Now()
 	a := &app{id: newID(), exited: make(chan struct{})}
 	a.dir = filepath.Join(s.WorkRoot, a.id)
-	fs, err := rootfs.Prepare(filepath.Join(a.dir, "fs"))
+	fs, err := rootfs.Prepare(filepath.Join(a.dir, "fs"), s.Settings.RootfsSize)
 	if err != nil {
 		return nil, err
 	}
@@ -205,23 +205,23 @@ func (s *Supervisor) render(id, root string) (*specs.Spec, error) {
 			etc = append(etc, f)
 		}
 	}
-	var gids []uint32
-	if groups, err := os.Getgroups(); err == nil {
-		for _, g := range groups {
-			if g != os.Getgid() {
-				gids = append(gids, uint32(g))
-			}
-		}
+	u, err := s.user()
+	if err != nil {
+		return nil, err
+	}
+	env := appEnv(s.Env)
+	if s.Settings.User != "" {
+		env = withHome(env, u.Home)
 	}
 	in := spec.Input{
 		ID:             id,
 		Rootfs:         root,
 		Args:           s.Settings.Command,
-		Env:            appEnv(s.Env),
+		Env:            env,
 		Cwd:            cwd,
-		UID:            uint32(os.Getuid()),
-		GID:            uint32(os.Getgid()),
-		AdditionalGids: gids,
+		UID:            u.UID,
+		GID:            u.GID,
+		AdditionalGids: u.AdditionalGids,
 		Hostname:       host,
 		EtcFiles:       etc,
 		Mounts:         s.Settings.Mounts,
@@ -232,6 +232,50 @@ func (s *Supervisor) render(id, root string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("render %s: %w", s.Template.Name, err)
 	}
 	return sp, nil
+}
+
+// user is who the app runs as: cr.container.user looked up in the app's /etc/passwd and
+// /etc/group (the pod's: the app's root filesystem is the pod's), else crwrap's own user.
+func (s *Supervisor) user() (spec.User, error) {
+	if s.Settings.User == "" {
+		u := spec.User{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+		if groups, err := os.Getgroups(); err == nil {
+			for _, g := range groups {
+				if g != os.Getgid() {
+					u.AdditionalGids = append(u.AdditionalGids, uint32(g))
+				}
+			}
+		}
+		return u, nil
+	}
+	var passwd, group io.Reader
+	if f, err := os.Open("/etc/passwd"); err == nil {
+		defer f.Close()
+		passwd = f
+	}
+	if f, err := os.Open("/etc/group"); err == nil {
+		defer f.Close()
+		group = f
+	}
+	u, err := spec.ResolveUser(s.Settings.User, passwd, group)
+	if err != nil {
+		return spec.User{}, &config.Error{File: s.Settings.File, Key: config.KeyContainerUser, Msg: err.Error() + " in the image's /etc/passwd and /etc/group"}
+	}
+	return u, nil
+}
+
+// withHome sets HOME to the app user's home directory (when it has one in passwd).
+func withHome(env []string, home string) []string {
+	if home == "" {
+		return env
+	}
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "HOME=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "HOME="+home)
 }
 
 // appEnv drops what belongs to crwrap and libcontainer from the app's environment, and turns
