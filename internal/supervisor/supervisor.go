@@ -159,6 +159,9 @@ func (s *Supervisor) Run(ctx context.Context) (int, error) {
 	}
 	switch s.Settings.Mode {
 	case config.ModeCheckpoint:
+		if err := s.canDumpUser(); err != nil {
+			return 1, err
+		}
 		return s.checkpoint(ctx)
 	case config.ModeRestore:
 		return s.restore(ctx)
@@ -262,6 +265,38 @@ func (s *Supervisor) user() (spec.User, error) {
 		return spec.User{}, &config.Error{File: s.Settings.File, Key: config.KeyContainerUser, Msg: err.Error() + " in the image's /etc/passwd and /etc/group"}
 	}
 	return u, nil
+}
+
+// canDumpUser fails early when the app is to run as another user than crwrap and crwrap
+// lacks CAP_SYS_RESOURCE: CRIU reads the app's resource limits (prlimit), which the kernel
+// allows across users only with it, so the dump would fail after the app's whole warm-up.
+func (s *Supervisor) canDumpUser() error {
+	if s.Settings.User == "" {
+		return nil
+	}
+	u, err := s.user()
+	if err != nil {
+		return err
+	}
+	if int(u.UID) == os.Geteuid() || hasCapability(unix.CAP_SYS_RESOURCE) {
+		return nil
+	}
+	return fmt.Errorf("checkpoint an app that runs as uid %d (cr.container.user=%s): CRIU needs CAP_SYS_RESOURCE to read its resource limits, and crwrap does not have it: add it to the pod's securityContext.capabilities", u.UID, s.Settings.User)
+}
+
+// hasCapability reports whether this process has capability c in its effective set.
+func hasCapability(c int) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<uint(c)) != 0
+		}
+	}
+	return false
 }
 
 // withHome sets HOME to the app user's home directory (when it has one in passwd).
