@@ -29,6 +29,59 @@ type lazyPages struct {
 	start time.Time
 	done  chan struct{}
 	err   error
+
+	mu sync.Mutex
+	// held are crwrap's own copies of the daemon's userfaultfds (holdFaults).
+	held []int
+}
+
+// holdFaults takes copies of the daemon's userfaultfds (pidfd_getfd) once the restore has
+// handed them over, and returns how many. Should the daemon die before it delivered every
+// page, the kernel would otherwise drop the app's registrations with the last descriptor,
+// and the app would read zeros where its memory was, and answer from them; while crwrap holds
+// one, such a fault waits (for the SIGKILL crwrap then sends). releaseFaults lets go.
+func (lz *lazyPages) holdFaults() (int, error) {
+	pid := lz.cmd.Process.Pid
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open pidfd of CRIU lazy-pages: %w", err)
+	}
+	defer unix.Close(pidfd)
+	fdDir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return 0, fmt.Errorf("list the descriptors of CRIU lazy-pages: %w", err)
+	}
+	lz.mu.Lock()
+	defer lz.mu.Unlock()
+	for _, e := range ents {
+		if t, err := os.Readlink(filepath.Join(fdDir, e.Name())); err != nil || t != "anon_inode:[userfaultfd]" {
+			continue
+		}
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if err != nil {
+			return len(lz.held), fmt.Errorf("copy userfaultfd %d of CRIU lazy-pages: %w", n, err)
+		}
+		lz.held = append(lz.held, fd)
+	}
+	return len(lz.held), nil
+}
+
+// releaseFaults closes the copies holdFaults took (nil-safe, idempotent).
+func (lz *lazyPages) releaseFaults() {
+	if lz == nil {
+		return
+	}
+	lz.mu.Lock()
+	defer lz.mu.Unlock()
+	for _, fd := range lz.held {
+		_ = unix.Close(fd)
+	}
+	lz.held = nil
 }
 
 // startLazyPages starts the daemon for images with its socket in work (CRIU's restore finds
@@ -90,6 +143,7 @@ func (lz *lazyPages) stop() {
 	}
 	_ = lz.cmd.Process.Kill()
 	<-lz.done
+	lz.releaseFaults()
 }
 
 // watchLazyPages releases the checkpoint (release) once the daemon has copied every page,
@@ -105,13 +159,25 @@ func (s *Supervisor) watchLazyPages(a *app, lz *lazyPages, release func(), dir s
 		lz.stop()
 		return
 	}
+	if lz.err == nil {
+		// Every page is in: later faults (memory the app gave back and touches again) are
+		// the kernel's to serve, not a queue nobody reads.
+		lz.releaseFaults()
+	}
 	keepCRIULog(lz.work, "lazy-pages.log")
 	if lz.err != nil && !isDone(a.exited) {
 		s.Log.WithError(lz.err).Error("lazy restore: the app's memory could not be delivered; stopping the app")
 		_ = a.c.Signal(syscall.SIGKILL)
 		s.rememberLazyFailure(dir, created, lz.err)
+		select {
+		case <-a.exited:
+		case <-time.After(10 * time.Second):
+			s.Log.WithField("container", a.id).Warn("app did not exit after SIGKILL")
+		}
+		lz.releaseFaults()
 		return
 	}
+	lz.releaseFaults()
 	release()
 	s.Log.WithFields(logrus.Fields{"phase": "lazy-pages", "duration_ms": time.Since(lz.start).Milliseconds()}).
 		Info("lazy restore: all memory loaded")
@@ -194,4 +260,47 @@ func (s *Supervisor) rememberLazyFailure(dir string, created time.Time, cause er
 			}
 		}
 	}
+}
+
+// abortRestoreIfDaemonDies kills CRIU's restore (the "criu swrk" child of crwrap) should the
+// lazy-pages daemon end before the restore does: the restored tasks then wait for pages that
+// will never come, and CRIU waits for them, for ever. The restore fails instead and crwrap
+// tries again with memory loaded first. Close restored once the restore returned.
+func abortRestoreIfDaemonDies(lz *lazyPages, restored <-chan struct{}) {
+	select {
+	case <-restored:
+		return
+	case <-lz.done:
+	}
+	select {
+	case <-restored:
+		return
+	default:
+	}
+	for _, pid := range childrenRunning("swrk") {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// childrenRunning returns the pids of crwrap's child processes with word among their arguments.
+func childrenRunning(word string) []int {
+	var out []int
+	tasks, _ := filepath.Glob("/proc/self/task/*/children")
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			cmd, err := os.ReadFile(filepath.Join("/proc", f, "cmdline"))
+			if err == nil && strings.Contains("\x00"+string(cmd), "\x00"+word+"\x00") {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }

@@ -134,6 +134,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 		}
 		if err == nil {
 			held = lz != nil
+			a.lazy = lz
 			break
 		}
 		if !lazy || ctx.Err() != nil || (lz != nil && !daemonFailed) {
@@ -188,9 +189,14 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 			return nil, nil, err
 		}
 	}
+	restored := make(chan struct{})
+	if lz != nil {
+		go abortRestoreIfDaemonDies(lz, restored)
+	}
 	release := s.Reaper.Hold()
 	c, err := s.Runtime.Restore(container.Config{ID: a.id, Spec: a.spec, Stdout: s.Stdout, Stderr: s.Stderr},
 		container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished, LazyPages: lazy})
+	close(restored)
 	if err == nil {
 		s.protect(c)
 	}
@@ -202,6 +208,13 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 	a.c = c
 	go s.await(a)
 	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id, "lazy": lazy}
+	if lz != nil {
+		n, err := lz.holdFaults()
+		if err != nil {
+			s.Log.WithError(err).Warn("lazy restore: should CRIU's lazy-pages daemon die, the app may briefly see zeros for memory not yet loaded")
+		}
+		fields["userfaultfds"] = n
+	}
 	if st, err := readRestoreStats(work); err == nil {
 		fields["criu_restore_ms"] = st.RestoreTime.Milliseconds()
 		fields["criu_forking_ms"] = st.ForkingTime.Milliseconds()

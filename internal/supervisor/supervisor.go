@@ -76,9 +76,10 @@ type Supervisor struct {
 }
 
 // Interrupted is the cause of Run's context once crwrap got a terminating signal (SIGTERM,
-// SIGINT, SIGQUIT). Until the app is served (checkpoint: always; restore: until it is ready
-// again) that ends the mode: nothing is published, nothing is started cold, and crwrap exits
-// with 128+N as the app would have, had the signal killed it.
+// SIGINT, SIGQUIT). Before the app is served (checkpoint: until the checkpoint is published;
+// restore: until the restored app is ready) that ends the mode: nothing is published, nothing
+// is started cold, and crwrap exits with 128+N as the app would have, had the signal killed
+// it. Once the app is served, the signal is forwarded to it as always.
 type Interrupted struct{ Signal syscall.Signal }
 
 func (e *Interrupted) Error() string { return "terminated by " + unix.SignalName(e.Signal) }
@@ -128,6 +129,8 @@ type app struct {
 	fs   *rootfs.Rootfs
 	spec *specs.Spec
 	c    *container.Container
+	// lazy is the lazy-pages daemon of a lazy restore (nil when none).
+	lazy *lazyPages
 	// started is when the app was started.
 	started time.Time
 	// exited is closed when the app has exited and status is set.
@@ -395,6 +398,7 @@ func (s *Supervisor) release(a *app) {
 			s.Log.WithError(err).Warn("clean up container")
 		}
 	}
+	a.lazy.stop() // not left to watchLazyPages: crwrap may exit first, and the daemon would stay
 	if a.fs != nil {
 		if err := a.fs.Release(); err != nil {
 			s.Log.WithError(err).Warn("clean up root filesystem")

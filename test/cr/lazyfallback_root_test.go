@@ -37,9 +37,9 @@ func TestLazyFailureRemembered(t *testing.T) {
 				pid := 0
 				if tc.afterReady {
 					harness.WaitLog(t, p, "phase", "ready", 2*time.Minute)
-					pid = lazyPagesDaemon(a.versionDir())
+					pid = lazyPagesDaemon(a.versionDir(), p.Cmd.Process.Pid)
 				} else {
-					harness.WaitFor(time.Minute, func() bool { pid = lazyPagesDaemon(a.versionDir()); return pid != 0 })
+					harness.WaitFor(time.Minute, func() bool { pid = lazyPagesDaemon(a.versionDir(), p.Cmd.Process.Pid); return pid != 0 })
 				}
 				if pid == 0 || findLog(p, "phase", "lazy-pages") != nil {
 					t.Logf("attempt %d: the daemon had finished", attempt)
@@ -118,8 +118,9 @@ func isDone(ch <-chan struct{}) bool {
 	}
 }
 
-// lazyPagesDaemon is the pid of a CRIU lazy-pages process serving the images under dir (0: none).
-func lazyPagesDaemon(dir string) int {
+// lazyPagesDaemon is the pid of the CRIU lazy-pages process that crwrap (pid parent; 0: any
+// process) runs for the images under dir (0: none).
+func lazyPagesDaemon(dir string, parent int) int {
 	cmds, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, c := range cmds {
 		b, err := os.ReadFile(c)
@@ -127,8 +128,11 @@ func lazyPagesDaemon(dir string) int {
 			continue
 		}
 		args := strings.Split(string(b), "\x00")
-		if len(args) > 2 && contains(args, "lazy-pages") && strings.Contains(string(b), dir) {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(c)))
+		if len(args) < 2 || !contains(args, "lazy-pages") || !strings.Contains(string(b), dir) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(c)))
+		if st, err := harness.ReadStat(pid); err == nil && (parent == 0 || st.PPid == parent) {
 			return pid
 		}
 	}

@@ -44,7 +44,7 @@ func TestStressLazyRestores(t *testing.T) {
 			// A random point between the daemon's start and a little after the app is ready.
 			delay := time.Duration(rand.IntN(400)) * time.Millisecond
 			var pid int
-			harness.WaitFor(time.Minute, func() bool { pid = lazyPagesDaemon(a.versionDir()); return pid != 0 || isDone(p.Done()) })
+			harness.WaitFor(time.Minute, func() bool { pid = lazyPagesDaemon(a.versionDir(), p.Cmd.Process.Pid); return pid != 0 || isDone(p.Done()) })
 			time.Sleep(delay)
 			if pid != 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
 				killed++
@@ -94,6 +94,11 @@ func TestStressLazyRestores(t *testing.T) {
 		}
 		if !isDone(p.Done()) {
 			harness.Stop(t, p)
+		}
+		// Nothing of the restore outlives crwrap: no lazy-pages daemon, no CRIU.
+		if !harness.WaitFor(10*time.Second, func() bool { return lazyPagesDaemon(a.versionDir(), 0) == 0 }) {
+			crashes++
+			t.Errorf("restore %d: a lazy-pages daemon outlived crwrap", i)
 		}
 		// Forget a failure, so that the next restores are lazy again.
 		marks, _ := filepath.Glob(filepath.Join(a.root, ".crwrap", "lazy-failed-*"))
