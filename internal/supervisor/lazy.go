@@ -262,24 +262,61 @@ func (s *Supervisor) rememberLazyFailure(dir string, created time.Time, cause er
 	}
 }
 
-// abortRestoreIfDaemonDies kills CRIU's restore (the "criu swrk" child of crwrap) should the
-// lazy-pages daemon end before the restore does: the restored tasks then wait for pages that
-// will never come, and CRIU waits for them, for ever. The restore fails instead and crwrap
-// tries again with memory loaded first. Close restored once the restore returned.
-func abortRestoreIfDaemonDies(lz *lazyPages, restored <-chan struct{}) {
-	select {
-	case <-restored:
-		return
-	case <-lz.done:
-	}
-	select {
-	case <-restored:
-		return
-	default:
-	}
-	for _, pid := range childrenRunning("swrk") {
-		_ = unix.Kill(pid, unix.SIGKILL)
-	}
+// restoreWatch ends a CRIU restore that cannot finish: it kills CRIU (the "criu swrk" child
+// of crwrap) when the lazy-pages daemon ends before the restore does (the restored tasks then
+// wait for pages that never come, and CRIU waits for them, for ever), or when the restore
+// takes longer than timeout. The restore then fails, with the reason, and crwrap goes on as
+// after any failed restore (memory loaded first, or a cold start).
+type restoreWatch struct {
+	restored chan struct{}
+	done     chan struct{}
+	reason   string
+}
+
+func watchRestore(lz *lazyPages, timeout time.Duration) *restoreWatch {
+	w := &restoreWatch{restored: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var daemon <-chan struct{}
+		if lz != nil {
+			daemon = lz.done
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		for w.reason == "" {
+			select {
+			case <-w.restored:
+				return
+			case <-daemon:
+				if lz.err == nil {
+					daemon = nil // every page delivered before the restore returned (a small app)
+					continue
+				}
+				w.reason = "CRIU lazy-pages failed during the restore"
+			case <-t.C:
+				w.reason = fmt.Sprintf("the restore took longer than %s (cr.readiness.timeout)", timeout)
+			}
+		}
+		// Until the restore returns: CRIU may only be starting.
+		for {
+			for _, pid := range childrenRunning("swrk") {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+			select {
+			case <-w.restored:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+// finish tells the watch that the restore returned, and why crwrap ended it ("" if it did not).
+func (w *restoreWatch) finish() string {
+	close(w.restored)
+	<-w.done
+	return w.reason
 }
 
 // childrenRunning returns the pids of crwrap's child processes with word among their arguments.

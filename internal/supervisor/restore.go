@@ -189,20 +189,20 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 			return nil, nil, err
 		}
 	}
-	restored := make(chan struct{})
-	if lz != nil {
-		go abortRestoreIfDaemonDies(lz, restored)
-	}
+	watch := watchRestore(lz, s.Settings.ReadinessTimeout)
 	release := s.Reaper.Hold()
 	c, err := s.Runtime.Restore(container.Config{ID: a.id, Spec: a.spec, Stdout: s.Stdout, Stderr: s.Stderr},
 		container.CRIUOptions{ImagesDir: images, WorkDir: work, TCPEstablished: s.Settings.TCPEstablished, LazyPages: lazy})
-	close(restored)
+	ended := watch.finish()
 	if err == nil {
 		s.protect(c)
 	}
 	release()
 	keepCRIULog(work, "restore.log")
 	if err != nil {
+		if ended != "" {
+			err = fmt.Errorf("%s: %w", ended, err)
+		}
 		return nil, nil, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "restore.log")))
 	}
 	a.c = c
