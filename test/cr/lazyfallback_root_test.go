@@ -46,6 +46,7 @@ func TestLazyFailureRemembered(t *testing.T) {
 					harness.Stop(t, p)
 					continue
 				}
+				answers := pollHeap(a, p)
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 				killed = true
 				harness.WaitLog(t, p, "msg", "the next restore of this checkpoint on this node loads all memory first", time.Minute)
@@ -53,8 +54,15 @@ func TestLazyFailureRemembered(t *testing.T) {
 					if code := p.Wait(t, time.Minute); code != 137 {
 						t.Errorf("after its lazy-pages daemon was killed crwrap exited %d, want 137 (the app was killed)", code)
 					}
+					// Memory the daemon had not delivered must not read as zeros meanwhile.
+					for _, ans := range answers() {
+						if !strings.HasSuffix(ans, "intact=true") {
+							t.Errorf("after the daemon was killed the app answered /heap = %q", ans)
+						}
+					}
 					continue
 				}
+				answers()
 				// Before ready: restored again in the same pod, eagerly (or, had the app been
 				// ready first, stopped as above).
 				harness.WaitFor(time.Minute, func() bool { return findLog(p, "phase", "ready") != nil || isDone(p.Done()) })

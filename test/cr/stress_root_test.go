@@ -44,7 +44,10 @@ func TestStressLazyRestores(t *testing.T) {
 			// A random point between the daemon's start and a little after the app is ready.
 			delay := time.Duration(rand.IntN(400)) * time.Millisecond
 			var pid int
-			harness.WaitFor(time.Minute, func() bool { pid = lazyPagesDaemon(a.versionDir(), p.Cmd.Process.Pid); return pid != 0 || isDone(p.Done()) })
+			harness.WaitFor(time.Minute, func() bool {
+				pid = lazyPagesDaemon(a.versionDir(), p.Cmd.Process.Pid)
+				return pid != 0 || isDone(p.Done())
+			})
 			time.Sleep(delay)
 			if pid != 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
 				killed++
