@@ -96,6 +96,11 @@ func (s *Supervisor) startLazyPages(images, work string) (*lazyPages, error) {
 	// CRIU prints some refusals (missing capabilities) on its stdout, not in its log.
 	out := &tailBuffer{max: 2048}
 	lz.cmd.Stdout, lz.cmd.Stderr = out, out
+	// A group of its own, killed as a whole: a process the daemon forked outlives a killed
+	// daemon (crwrap, the subreaper, inherits it) and holds the output pipe, so Wait would
+	// never return; WaitDelay bounds Wait all the same.
+	lz.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	lz.cmd.WaitDelay = time.Second
 	release := s.Reaper.Hold()
 	err := lz.cmd.Start()
 	if err == nil {
@@ -110,6 +115,7 @@ func (s *Supervisor) startLazyPages(images, work string) (*lazyPages, error) {
 	}
 	go func() {
 		err := lz.cmd.Wait()
+		_ = unix.Kill(-lz.cmd.Process.Pid, unix.SIGKILL) // whatever it left in its group
 		s.Reaper.Unprotect(lz.cmd.Process.Pid)
 		if err != nil {
 			keepCRIULog(work, "lazy-pages.log")
@@ -141,7 +147,7 @@ func (lz *lazyPages) stop() {
 	if lz == nil {
 		return
 	}
-	_ = lz.cmd.Process.Kill()
+	_ = unix.Kill(-lz.cmd.Process.Pid, unix.SIGKILL)
 	<-lz.done
 	lz.releaseFaults()
 }
