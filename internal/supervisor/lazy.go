@@ -31,12 +31,15 @@ type lazyPages struct {
 	err   error
 
 	mu sync.Mutex
-	// held are crwrap's own copies of the daemon's userfaultfds (holdFaults).
-	held []int
+	// held are crwrap's own copies of the daemon's userfaultfds (holdFaults), by the
+	// daemon's descriptor number; released says releaseFaults ran (no more copies).
+	held     map[int]int
+	released bool
 }
 
-// holdFaults takes copies of the daemon's userfaultfds (pidfd_getfd) once the restore has
-// handed them over, and returns how many. Should the daemon die before it delivered every
+// holdFaults takes copies of the daemon's userfaultfds (pidfd_getfd) that the restore has
+// handed over so far, and returns how many it holds; crwrap calls it while CRIU restores,
+// so that it holds them before the app resumes. Should the daemon die before it delivered every
 // page, the kernel would otherwise drop the app's registrations with the last descriptor,
 // and the app would read zeros where its memory was, and answer from them; while crwrap holds
 // one, such a fault waits (for the SIGKILL crwrap then sends). releaseFaults lets go.
@@ -54,19 +57,28 @@ func (lz *lazyPages) holdFaults() (int, error) {
 	}
 	lz.mu.Lock()
 	defer lz.mu.Unlock()
+	if lz.released {
+		return 0, nil
+	}
+	if lz.held == nil {
+		lz.held = map[int]int{}
+	}
 	for _, e := range ents {
-		if t, err := os.Readlink(filepath.Join(fdDir, e.Name())); err != nil || t != "anon_inode:[userfaultfd]" {
-			continue
-		}
 		n, err := strconv.Atoi(e.Name())
 		if err != nil {
+			continue
+		}
+		if _, ok := lz.held[n]; ok {
+			continue
+		}
+		if t, err := os.Readlink(filepath.Join(fdDir, e.Name())); err != nil || t != "anon_inode:[userfaultfd]" {
 			continue
 		}
 		fd, err := unix.PidfdGetfd(pidfd, n, 0)
 		if err != nil {
 			return len(lz.held), fmt.Errorf("copy userfaultfd %d of CRIU lazy-pages: %w", n, err)
 		}
-		lz.held = append(lz.held, fd)
+		lz.held[n] = fd
 	}
 	return len(lz.held), nil
 }
@@ -82,6 +94,7 @@ func (lz *lazyPages) releaseFaults() {
 		_ = unix.Close(fd)
 	}
 	lz.held = nil
+	lz.released = true
 }
 
 // startLazyPages starts the daemon for images with its socket in work (CRIU's restore finds
@@ -283,9 +296,13 @@ func watchRestore(lz *lazyPages, timeout time.Duration) *restoreWatch {
 	w := &restoreWatch{restored: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		var daemon <-chan struct{}
+		var poll <-chan time.Time
+		var daemonDone <-chan struct{}
 		if lz != nil {
-			daemon = lz.done
+			daemonDone = lz.done
+			tick := time.NewTicker(2 * time.Millisecond)
+			defer tick.Stop()
+			poll = tick.C
 		}
 		t := time.NewTimer(timeout)
 		defer t.Stop()
@@ -293,9 +310,11 @@ func watchRestore(lz *lazyPages, timeout time.Duration) *restoreWatch {
 			select {
 			case <-w.restored:
 				return
-			case <-daemon:
+			case <-poll:
+				_, _ = lz.holdFaults() // before the app resumes: see holdFaults
+			case <-daemonDone:
 				if lz.err == nil {
-					daemon = nil // every page delivered before the restore returned (a small app)
+					daemonDone = nil // every page delivered before the restore returned (a small app)
 					continue
 				}
 				w.reason = "CRIU lazy-pages failed during the restore"

@@ -121,13 +121,16 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	for {
 		var lz *lazyPages
 		a, lz, err = s.restoreOnce(r, lazy)
-		daemonFailed := false
+		daemonFailed, appDied := false, false
 		if err == nil {
 			if lz != nil {
 				go s.watchLazyPages(a, lz, release, r.Dir, m.Created)
 			}
 			if _, err = s.waitReady(ctx, a, begin, "restore"); err != nil {
 				daemonFailed = lz != nil && isDone(lz.done) && lz.err != nil
+				// An app that dies before it is ready after a lazy restore may have met
+				// memory the daemon could not deliver: it is tried once more, eagerly.
+				appDied = lz != nil && isDone(a.exited)
 				s.release(a)
 				lz.stop() // not left to watchLazyPages: nothing of the attempt outlives tryRestore
 			}
@@ -137,7 +140,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 			a.lazy = lz
 			break
 		}
-		if !lazy || ctx.Err() != nil || (lz != nil && !daemonFailed) {
+		if !lazy || ctx.Err() != nil || (lz != nil && !daemonFailed && !appDied) {
 			return nil, err
 		}
 		// Lazy restore needs userfaultfd and CRIU's lazy-pages daemon (a seccomp profile, an
@@ -146,7 +149,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 		// checkpoint fails this second try too.
 		s.Log.WithError(err).Warn("lazy restore failed; restoring with all memory loaded first")
 		lazy = false
-		if lz == nil {
+		if !daemonFailed {
 			lazyErr = err // (a daemon that died was remembered by watchLazyPages)
 		}
 	}
