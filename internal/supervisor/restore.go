@@ -212,9 +212,15 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 	go s.await(a)
 	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id, "lazy": lazy}
 	if lz != nil {
-		n, err := lz.holdFaults()
-		if err != nil {
-			s.Log.WithError(err).Warn("lazy restore: should CRIU's lazy-pages daemon die, the app may briefly see zeros for memory not yet loaded")
+		n, herr := lz.holdFaults()
+		if n == 0 && isDone(lz.done) && lz.err != nil {
+			// The daemon died before crwrap held its userfaultfds: the app's missing pages now
+			// read as zeros. Not an app to serve from.
+			err = fmt.Errorf("CRIU lazy-pages failed as the app resumed: %w", lz.err)
+			return nil, nil, err
+		}
+		if herr != nil {
+			s.Log.WithError(herr).Warn("lazy restore: should CRIU's lazy-pages daemon die, the app may briefly see zeros for memory not yet loaded")
 		}
 		fields["userfaultfds"] = n
 	}
