@@ -11,22 +11,10 @@ import (
 
 	"github.com/crwrap/crwrap/internal/config"
 	"github.com/crwrap/crwrap/internal/doctor"
+	"github.com/crwrap/crwrap/internal/entrypoint"
 	"github.com/crwrap/crwrap/internal/supervisor"
 	"github.com/crwrap/crwrap/internal/version"
-	"github.com/crwrap/crwrap/templates"
 )
-
-// loadTemplate returns cr.container.template's content, or the built-in template.
-func loadTemplate(s *config.Settings) (supervisor.Template, error) {
-	if s.Template == "" {
-		return supervisor.Template{Name: "built-in config.json template", Source: templates.Default}, nil
-	}
-	b, err := os.ReadFile(s.Template)
-	if err != nil {
-		return supervisor.Template{}, &config.Error{File: s.File, Key: "cr.container.template", Msg: fmt.Sprintf("read template: %v", err)}
-	}
-	return supervisor.Template{Name: s.Template, Source: string(b)}, nil
-}
 
 func newRenderCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
@@ -39,12 +27,12 @@ func newRenderCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tmpl, err := loadTemplate(s)
+			tmpl, err := entrypoint.LoadTemplate(s)
 			if err != nil {
 				return err
 			}
 			sup := &supervisor.Supervisor{Settings: s, Template: tmpl, Env: os.Environ()}
-			sp, err := sup.Render("crwrap-render", filepath.Join(defaultWorkDir, "crwrap-render", "fs", "rootfs"))
+			sp, err := sup.Render("crwrap-render", filepath.Join(entrypoint.DefaultWorkDir, "crwrap-render", "fs", "rootfs"))
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crwrap/crwrap/internal/archive"
 	"github.com/crwrap/crwrap/internal/config"
+	"github.com/crwrap/crwrap/internal/entrypoint"
 	"github.com/crwrap/crwrap/internal/inspect"
 )
 
@@ -120,44 +121,14 @@ the cause in one line (for CRIU failures, with CRIU's own words). Use it in the 
 builds the image, so an app that cannot be checkpointed never reaches a cluster.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tmp, err := os.MkdirTemp("", "crwrap-verify-")
-			if err != nil {
+			load := func(extra map[string]string) (*config.Settings, error) { return g.load(args, extra) }
+			if err := entrypoint.Verify(cmd.Context(), load, entrypoint.Options{Logger: newLogger}); err != nil {
 				return err
-			}
-			defer os.RemoveAll(tmp)
-			extra := map[string]string{
-				"cr.mode": string(config.ModeCheckpoint), "cr.checkpoint.root": tmp,
-				"cr.checkpoint.directory": "verify", "cr.checkpoint.exit": "true", "cr.checkpoint.refresh": "always",
-			}
-			if s, err := g.load(args, nil); err == nil && s.CheckpointName != "" {
-				extra["cr.checkpoint.name"] = s.CheckpointName
-			} else {
-				extra["cr.checkpoint.name"] = "verify"
-			}
-			s, err := g.load(args, extra)
-			if err != nil {
-				return err
-			}
-			s.CheckpointImage = "" // a CI gate's throwaway checkpoint is never pushed
-			if code, err := runApp(cmd.Context(), s, false); err != nil || code != 0 {
-				return verifyFailed("checkpoint", code, err)
-			}
-			s.Mode = config.ModeRestore
-			s.RestoreFallback = "fail"
-			if code, err := runApp(cmd.Context(), s, true); err != nil || code != 0 {
-				return verifyFailed("restore", code, err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "verify: ok: the app was ready, checkpointed, restored and ready again")
 			return nil
 		},
 	}
-}
-
-func verifyFailed(step string, code int, err error) error {
-	if err == nil {
-		err = fmt.Errorf("exit status %d", code)
-	}
-	return fmt.Errorf("verify: %s failed: %w", step, err)
 }
 
 // exactArgs is cobra.ExactArgs as a usage error (exit 2).
