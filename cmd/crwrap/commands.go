@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/spf13/cobra"
@@ -12,7 +10,6 @@ import (
 	"github.com/crwrap/crwrap/internal/config"
 	"github.com/crwrap/crwrap/internal/doctor"
 	"github.com/crwrap/crwrap/internal/entrypoint"
-	"github.com/crwrap/crwrap/internal/supervisor"
 	"github.com/crwrap/crwrap/internal/version"
 )
 
@@ -27,12 +24,7 @@ func newRenderCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tmpl, err := entrypoint.LoadTemplate(s)
-			if err != nil {
-				return err
-			}
-			sup := &supervisor.Supervisor{Settings: s, Template: tmpl, Env: os.Environ()}
-			sp, err := sup.Render("crwrap-render", filepath.Join(entrypoint.DefaultWorkDir, "crwrap-render", "fs", "rootfs"))
+			sp, err := entrypoint.Render(s)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
@@ -203,4 +204,15 @@ func envOr(k, def string) string {
 		return filepath.Clean(v)
 	}
 	return def
+}
+
+// Render returns the OCI spec a run with the settings s would give the app (crwrap render),
+// with the environment of this process; nothing is started or written.
+func Render(s *config.Settings) (*specs.Spec, error) {
+	tmpl, err := LoadTemplate(s)
+	if err != nil {
+		return nil, err
+	}
+	sup := &supervisor.Supervisor{Settings: s, Template: tmpl, Env: os.Environ()}
+	return sup.Render("crwrap-render", filepath.Join(DefaultWorkDir, "crwrap-render", "fs", "rootfs"))
 }
