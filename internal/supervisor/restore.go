@@ -182,7 +182,7 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 
 	t := time.Now()
 	// The verified, held images directory: not a path that could be swapped since.
-	images, err := r.ImagesPath()
+	images, err := r.Path(checkpoint.ImagesDir)
 	if err != nil {
 		return nil, nil, err
 	}
