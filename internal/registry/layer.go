@@ -92,16 +92,28 @@ func (l *fileLayer) writeTo(w io.Writer, check bool) (int64, error) {
 }
 
 func (l *fileLayer) writeFile(tw *tar.Writer, f checkpoint.File, check bool) error {
-	rc, err := l.r.OpenListed(f, check) // through the held, verified directory
+	fd, err := l.r.OpenFile(f.Path) // through the held, verified directory
 	if err != nil {
 		return fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
 	}
-	defer rc.Close()
+	defer fd.Close()
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.Path, Mode: 0o600, Size: f.Size, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
 		return fmt.Errorf("write layer: %w", err)
 	}
-	if _, err := io.Copy(tw, rc); err != nil {
+	h := sha256.New()
+	var w io.Writer = tw
+	if check {
+		w = io.MultiWriter(tw, h)
+	}
+	n, err := io.Copy(w, io.LimitReader(fd, f.Size))
+	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Path, err)
+	}
+	if n != f.Size {
+		return fmt.Errorf("%w: %s has %d bytes, %d were written", checkpoint.ErrDamaged, f.Path, n, f.Size)
+	}
+	if check && f.SHA256 != "" && hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+		return fmt.Errorf("%w: %s content changed", checkpoint.ErrDamaged, f.Path)
 	}
 	return nil
 }
