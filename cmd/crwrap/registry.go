@@ -1,12 +1,9 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -14,7 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
-	"github.com/crwrap/crwrap/internal/checkpoint"
 	"github.com/crwrap/crwrap/internal/layercrypt"
 	"github.com/crwrap/crwrap/internal/registry"
 	"github.com/crwrap/crwrap/internal/signature"
@@ -63,17 +59,11 @@ its digest.`,
 				}
 				opts = append(opts, registry.EncryptFor(k))
 			}
-			r, err := checkpoint.Open(args[0], false)
-			if err != nil {
-				return fmt.Errorf("push %s: %w", args[0], err)
-			}
-			defer r.Close()
-			var p *registry.Pushed
+			tagName := ""
 			if explicit {
-				p, err = registry.Push(cmd.Context(), r, tag, opts...)
-			} else {
-				p, err = registry.PushTo(cmd.Context(), r, repo, opts...)
+				repo, tagName = tag.Context(), tag.TagStr()
 			}
+			p, err := registry.PushDir(cmd.Context(), args[0], repo, tagName, opts...)
 			if err != nil {
 				return err
 			}
@@ -102,7 +92,7 @@ encrypted layers.`,
 			if err != nil {
 				return usageError{fmt.Errorf("pull: %q: %v", args[0], err)}
 			}
-			if _, err := os.Lstat(args[1]); err == nil {
+			if _, err := os.Lstat(args[1]); err == nil { // a usage error before any key is read
 				return usageError{fmt.Errorf("pull into %s: it exists already", args[1])}
 			}
 			opts := append(remoteOptions(), registry.WithFileDigests(true))
@@ -120,29 +110,14 @@ encrypted layers.`,
 				}
 				opts = append(opts, registry.DecryptWith(k))
 			}
-			res, err := registry.Resolve(cmd.Context(), ref, registry.Want{}, opts...)
+			digest, err := registry.PullDir(cmd.Context(), ref, args[1], opts...)
+			if errors.Is(err, os.ErrExist) {
+				return usageError{fmt.Errorf("pull into %s: it exists already", args[1])}
+			}
 			if err != nil {
 				return err
 			}
-			b := make([]byte, 6)
-			_, _ = rand.Read(b)
-			dst := filepath.Clean(args[1])
-			tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-"+hex.EncodeToString(b))
-			if err := os.Mkdir(tmp, 0o700); err != nil {
-				return fmt.Errorf("pull into %s: %w", args[1], err)
-			}
-			if _, err := registry.Pull(cmd.Context(), res, tmp, opts...); err != nil {
-				_ = os.RemoveAll(tmp)
-				return err
-			}
-			if err := os.Rename(tmp, dst); err != nil {
-				_ = os.RemoveAll(tmp)
-				if errors.Is(err, os.ErrExist) {
-					return usageError{fmt.Errorf("pull into %s: it exists already", args[1])}
-				}
-				return fmt.Errorf("pull into %s: %w", args[1], err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", res.Digest)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", digest)
 			return nil
 		},
 	}
