@@ -23,6 +23,12 @@ type KdatCache struct {
 	Path string
 }
 
+// KdatCacheIn is the cache of CRIU version in the directory dir (a checkpoint root, the node
+// cache): <dir>/.crwrap/criu-<version>.kdat.
+func KdatCacheIn(dir, version string) KdatCache {
+	return KdatCache{Path: filepath.Join(dir, ".crwrap", "criu-"+version+".kdat")}
+}
+
 // Load puts the persistent copy where CRIU looks for it. /run must be a tmpfs private to this
 // process (see PrivateRun). A missing copy is not an error.
 func (k KdatCache) Load() error {

@@ -129,7 +129,7 @@ func kdatCache(s *config.Settings, criuVersion string, log *logrus.Entry) func()
 	if s.Mode == config.ModeRun || !mountns.Entered() {
 		return nil
 	}
-	kdat := criu.KdatCache{Path: filepath.Join(s.CheckpointRoot, ".crwrap", "criu-"+criuVersion+".kdat")}
+	kdat := criu.KdatCacheIn(s.CheckpointRoot, criuVersion)
 	if err := kdat.Load(); err != nil {
 		log.WithError(err).Warn("CRIU kernel probe cache")
 	}

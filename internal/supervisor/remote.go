@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -327,11 +326,11 @@ func (s *Supervisor) fromCache(ctx context.Context, cache *nodecache.Cache, ref 
 // restore pods cannot write /cr: the node cache keeps one for them, or CRIU probes the kernel
 // on every restore (a few hundred ms).
 func (s *Supervisor) cacheKdat() criu.KdatCache {
-	return criu.KdatCache{Path: filepath.Join(s.Settings.CheckpointCache, ".crwrap", "criu-"+s.CRIUVersion+".kdat")}
+	return criu.KdatCacheIn(s.Settings.CheckpointCache, s.CRIUVersion)
 }
 
 func (s *Supervisor) rootKdatMissing() bool {
-	_, err := os.Stat(filepath.Join(s.Settings.CheckpointRoot, ".crwrap", "criu-"+s.CRIUVersion+".kdat"))
+	_, err := os.Stat(criu.KdatCacheIn(s.Settings.CheckpointRoot, s.CRIUVersion).Path)
 	return errors.Is(err, os.ErrNotExist)
 }
 
