@@ -95,3 +95,35 @@ func TestInspect(t *testing.T) {
 		t.Errorf("inspect --json: damaged=%v reasons=%q, want damaged naming %s", d.Damaged, d.Reasons, base)
 	}
 }
+
+// `crwrap inspect` checks a checkpoint as a restore does: a crwrap.json edited after it was
+// sealed (every file it lists still intact) is damaged, exit 1, with or without --verify.
+func TestInspectTamperedManifest(t *testing.T) {
+	a := newApp(t, "-warmup", "300ms", "-heap", "4")
+	a.checkpoint()
+	dir, err := filepath.EvalSymlinks(a.path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf := filepath.Join(dir, "crwrap.json")
+	b, err := os.ReadFile(mf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(b), `"kernel": "`, `"kernel": "x`, 1)
+	if edited == string(b) {
+		t.Fatalf("no kernel in %s:\n%s", mf, b)
+	}
+	if err := os.WriteFile(mf, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"inspect", a.path()}, {"inspect", "--verify", a.path()}} {
+		p, code := harness.Run(t, harness.Options{}, time.Minute, args...)
+		if code != 1 {
+			t.Errorf("%q of a tampered manifest exited %d, want 1\nstdout:\n%s", args, code, p.Stdout)
+		}
+		if out := p.Stdout.String(); !strings.Contains(out, "DAMAGED") || !strings.Contains(out, "crwrap.json does not match crwrap.json.sha256") {
+			t.Errorf("%q does not report the tampered manifest:\n%s", args, out)
+		}
+	}
+}
