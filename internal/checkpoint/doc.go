@@ -19,7 +19,7 @@
 // Reader.Check makes the same checks for a report (crwrap inspect), listing every problem
 // instead of stopping at the first. The Reader then gives files (OpenFile, OpenListed, which
 // checks a file's digest as it is streamed, ConfigDump, ApplyRootfsDiff) and directories for
-// other processes (Path, ImagesPath: a /proc/<pid>/fd path) from that held directory only.
+// other processes (Path: a /proc/<pid>/fd path) from that held directory only.
 // Reader.ManifestDigest ("sha256:<hex>" of crwrap.json) covers every file of the checkpoint:
 // it is what a signature signs.
 package checkpoint

@@ -129,9 +129,6 @@ func restrict(dir string) error {
 	})
 }
 
-// ImagesPath is Path of the CRIU images directory: what a restore gives CRIU.
-func (r *Reader) ImagesPath() (string, error) { return r.Path(ImagesDir) }
-
 // HasImages reports whether the held directory has the CRIU images directory (a symlink does
 // not count): what every checkpoint has, from crwrap or another tool.
 func (r *Reader) HasImages() bool {
