@@ -143,7 +143,7 @@ func (r *Reader) HasManifest() bool { return r.has(ManifestFile) }
 // ImagesDirPath and StatsDumpPath are where a description of the checkpoint (crwrap inspect)
 // reads CRIU's images and statistics by name, under r.Dir so that messages name the real
 // files: the images directory, and stats-dump at the root or, in a bare CRIU image
-// directory, beside the images. A restore uses ImagesPath.
+// directory, beside the images. A restore gives CRIU Path(ImagesDir) instead: the held directory.
 func (r *Reader) ImagesDirPath() string { return filepath.Join(r.Dir, ImagesDir) }
 
 // StatsDumpPath: see ImagesDirPath.
