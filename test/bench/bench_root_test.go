@@ -15,7 +15,7 @@ func TestQuickBench(t *testing.T) {
 	harness.Require(t)
 	var log bytes.Buffer
 	res, err := Run(Config{Sizes: []int{16}, Warmup: time.Second, Reps: 1, Conc: []int{1, 2}, ConcSize: 16,
-		Poll: 5 * time.Millisecond, Log: &log})
+		Poll: 5 * time.Millisecond, Peers: PeerNames, Log: &log})
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, log.String())
 	}
@@ -34,6 +34,9 @@ func TestQuickBench(t *testing.T) {
 		"cold_ms", "cold_logged_ms", "ckpt_ms", "ckpt_dump_ms", "ckpt_total_ms", "size_mb",
 		"restore_ms", "restore_logged_ms", "r_restore_ms", "criu_restore_ms", "criu_log_total_ms",
 		"eager_restore_ms", "eager_criu_restore_ms")
+	for _, n := range PeerNames {
+		positive("peer "+n, res.Sizes[0].Med, n+"_cold_ms", n+"_ckpt_ms", n+"_restore_ms", n+"_criu_restore_ms")
+	}
 	if _, ok := res.Sizes[0].Med["overhead_ms"]; !ok {
 		t.Error("no crwrap overhead figure")
 	}
@@ -42,7 +45,7 @@ func TestQuickBench(t *testing.T) {
 	}
 	var out bytes.Buffer
 	Report(&out, res)
-	for _, want := range []string{"Cold start vs restore", "Concurrent restores", "Targets", "restore <= cold/20"} {
+	for _, want := range []string{"Cold start vs restore", "Concurrent restores", "Targets", "restore <= cold/20", "Peers:", "eager/runc", "crwrap eager <= 0.9x raw runc"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -66,7 +66,8 @@ type Results struct {
 	Duration time.Duration
 	Sizes    []SizeResult
 	Conc     []ConcResult
-	Failures []string // failed attempts that were retried
+	Failures []string          // failed attempts that were retried
+	Peers    map[string]string // peer runtime -> its version, or why it did not run
 }
 
 func writeJSON(path string, r *Results) error {
@@ -177,6 +178,12 @@ func Run(cfg Config) (*Results, error) {
 	if b.port, err = freePort(); err != nil {
 		return nil, err
 	}
+	ps, err := b.setupPeers(cfg.Peers)
+	if err != nil {
+		return nil, err
+	}
+	defer ps.close()
+	res.Peers = ps.info
 	res.Command = "crwrap run|checkpoint|restore --config <props> -- " + strings.Join(b.appArgs(0)[1:], " ")
 	res.Command = strings.Replace(res.Command, "-heap 0", "-heap M", 1)
 
@@ -215,6 +222,10 @@ func Run(cfg Config) (*Results, error) {
 			if err := b.eagerRestore(m, s); err != nil {
 				finish()
 				return res, fmt.Errorf("eager restore, %d MiB: %w", m, err)
+			}
+			if err := ps.measure(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("%d MiB: %w", m, err)
 			}
 		}
 	}
