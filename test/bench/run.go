@@ -223,6 +223,11 @@ func Run(cfg Config) (*Results, error) {
 				finish()
 				return res, fmt.Errorf("eager restore, %d MiB: %w", m, err)
 			}
+			b.logf("rep %d/%d, %d MiB: restore after %v idle", rep, cfg.Reps, m, idlePause)
+			if err := b.idleRestore(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("idle restore, %d MiB: %w", m, err)
+			}
 			if err := ps.measure(m, s); err != nil {
 				finish()
 				return res, fmt.Errorf("%d MiB: %w", m, err)
@@ -319,6 +324,9 @@ func (b *bench) cold(mib int, s Samples) error {
 	s.add("cold_ms", outside)
 	s.add("cold_logged_ms", logged)
 	s.add("cold_start_phase_ms", p.phaseMS("start"))
+	if err := b.afterReady("warm", s); err != nil {
+		return err
+	}
 	if code := p.stop(30 * time.Second); code != 0 {
 		return fmt.Errorf("crwrap run exited %d after SIGTERM\n%s", code, p.tail())
 	}
@@ -426,6 +434,9 @@ func (b *bench) restore(mib int, s Samples) error {
 		return err
 	}
 	defer p.stop(30 * time.Second)
+	if err := b.afterReady("lazy", s); err != nil {
+		return err
+	}
 	ready, _ := p.phase("ready")
 	logged, _ := ready.num("time_to_ready_ms")
 	s.add("restore_ms", outside)
@@ -462,6 +473,7 @@ func (b *bench) restore(mib int, s Samples) error {
 		s.add("overhead_ms", outside-c.RestoreMS)
 		s.add("r_restore_beyond_criu_ms", p.phaseMS("restore")-c.RestoreMS)
 	}
+	b.lazyLoaded(p, p.started.Add(time.Duration(outside*float64(time.Millisecond))), s)
 	if code := p.stop(30 * time.Second); code != 0 {
 		return fmt.Errorf("crwrap restore exited %d after SIGTERM\n%s", code, p.tail())
 	}
@@ -482,6 +494,9 @@ func (b *bench) eagerRestore(mib int, s Samples) error {
 	}
 	defer p.stop(30 * time.Second)
 	s.add("eager_restore_ms", outside)
+	if err := b.afterReady("eager", s); err != nil {
+		return err
+	}
 	if rst, ok := p.phase("restore"); ok {
 		if v, ok := rst.num("criu_restore_ms"); ok {
 			s.add("eager_criu_restore_ms", v)

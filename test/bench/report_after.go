@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// reportAfter prints the first second after ready and the idle restore (issue 11, items 3, 5).
+func reportAfter(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "After ready: GET %s one after another for %s from the moment /ready answered (ms)\n", touchPath, afterWindow)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "M MiB\twarm p50\tp99\tmax\treqs\tlazy p50\tp99\tmax\treqs\teager p50\tp99\tmax\treqs\tall memory in: after ready\tdaemon total\t")
+	for _, s := range r.Sizes {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.MiB,
+			f2(s.Med, "warm_p50_ms"), f2(s.Med, "warm_p99_ms"), f2(s.Med, "warm_max_ms"), get(s.Med, "warm_reqs"),
+			f2(s.Med, "lazy_p50_ms"), f2(s.Med, "lazy_p99_ms"), f2(s.Med, "lazy_max_ms"), get(s.Med, "lazy_reqs"),
+			f2(s.Med, "eager_p50_ms"), f2(s.Med, "eager_p99_ms"), f2(s.Med, "eager_max_ms"), get(s.Med, "eager_reqs"),
+			get(s.Med, "lazy_loaded_after_ready_ms"), get(s.Med, "lazy_loaded_ms"))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "  warm = the cold-started app; lazy/eager = just restored; all memory in = CRIU's lazy-pages daemon has copied every page (crwrap's phase=lazy-pages)")
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "Restore right after other container work vs after %s idle (lazy, ms)\n", idlePause)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "M MiB\tafter checkpoint\trestore phase\tCRIU restore\tafter idle\trestore phase\tCRIU restore\tafter/idle\t")
+	for _, s := range r.Sizes {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.MiB,
+			get(s.Med, "restore_ms"), get(s.Med, "r_restore_ms"), get(s.Med, "criu_restore_logged_ms"),
+			get(s.Med, "idle_restore_ms"), get(s.Med, "idle_restore_phase_ms"), get(s.Med, "idle_criu_restore_ms"),
+			ratio(s.Med, "restore_ms", "idle_restore_ms"))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "  after checkpoint = the default lazy restore, started as soon as the checkpointing crwrap exited")
+	fmt.Fprintln(w)
+}
+
+func f2(m map[string]float64, k string) string {
+	v, ok := m[k]
+	if !ok || v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
