@@ -120,6 +120,7 @@ func Report(w io.Writer, r *Results) {
 
 	reportPeers(w, r)
 	reportAfter(w, r)
+	reportAdmission(w, r)
 
 	if len(r.Failures) > 0 {
 		fmt.Fprintf(w, "Failed attempts (retried): %d\n", len(r.Failures))

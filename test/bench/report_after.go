@@ -43,3 +43,31 @@ func f2(m map[string]float64, k string) string {
 	}
 	return fmt.Sprintf("%.2f", v)
 }
+
+// reportAdmission prints N restores all at once beside N restores taking turns (issue 11, item 4).
+func reportAdmission(w io.Writer, r *Results) {
+	var single float64
+	for _, c := range r.Conc {
+		if c.N == 1 {
+			single = c.Med["slowest_ms"]
+		}
+	}
+	for _, c := range r.Conc {
+		if _, ok := c.Med["adm_slowest_ms"]; !ok {
+			continue
+		}
+		fmt.Fprintf(w, "Burst of %d restores of %d MiB: all at once vs %d at a time (a node semaphore, played by the benchmark; ms from the burst's start)\n", c.N, c.MiB, admitSlots())
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "\tslowest\tmedian\tslowest/single\t")
+		sr := func(v float64) string {
+			if single <= 0 || v <= 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.1fx", v/single)
+		}
+		fmt.Fprintf(tw, "all at once\t%s\t%s\t%s\t\n", get(c.Med, "all_ready_ms"), get(c.Med, "median_ms"), sr(c.Med["all_ready_ms"]))
+		fmt.Fprintf(tw, "%d at a time\t%s\t%s\t%s\t\n", admitSlots(), get(c.Med, "adm_slowest_ms"), get(c.Med, "adm_median_ms"), sr(c.Med["adm_slowest_ms"]))
+		tw.Flush()
+		fmt.Fprintln(w)
+	}
+}

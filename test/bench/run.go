@@ -283,6 +283,13 @@ func Run(cfg Config) (*Results, error) {
 				finishConc()
 				return res, fmt.Errorf("%d concurrent restores: %w", n, err)
 			}
+			if n == maxN && n > admitSlots() {
+				b.logf("rep %d/%d: %d restores of %d MiB, %d at a time", rep, cfg.Reps, n, cfg.ConcSize, admitSlots())
+				if err := b.concurrentAdmitted(cfg.ConcSize, nss[:n], admitSlots(), cr[n].Samples); err != nil {
+					finishConc()
+					return res, fmt.Errorf("%d admitted restores: %w", n, err)
+				}
+			}
 		}
 	}
 	finishConc()
