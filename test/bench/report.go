@@ -119,6 +119,7 @@ func Report(w io.Writer, r *Results) {
 	}
 
 	reportPeers(w, r)
+	reportSplit(w, r)
 	reportAfter(w, r)
 	reportAdmission(w, r)
 

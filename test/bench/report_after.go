@@ -6,6 +6,21 @@ import (
 	"text/tabwriter"
 )
 
+// reportSplit prints where crwrap's restore phase goes beyond CRIU's own log, lazy and eager.
+func reportSplit(w io.Writer, r *Results) {
+	fmt.Fprintln(w, "Lazy vs eager: crwrap's restore phase beyond CRIU's own run (ms)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "M MiB\tcrwrap restore phase: lazy\teager\tCRIU's whole log: lazy\teager\tphase beyond CRIU's log: lazy\teager\tlazy - eager\t")
+	for _, s := range r.Sizes {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.MiB,
+			get(s.Med, "r_restore_ms"), get(s.Med, "eager_restore_phase_ms"), get(s.Med, "criu_log_total_ms"), get(s.Med, "eager_criu_log_total_ms"),
+			get(s.Med, "r_beyond_criu_log_ms"), get(s.Med, "eager_beyond_criu_log_ms"), diff(s.Med, "r_beyond_criu_log_ms", "eager_beyond_criu_log_ms"))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "  phase beyond CRIU's log = crwrap's restore phase minus CRIU's time to \"Restore finished\": libcontainer, starting CRIU (and, lazy, its daemon)")
+	fmt.Fprintln(w)
+}
+
 // reportAfter prints the first second after ready and the idle restore (issue 11, items 3, 5).
 func reportAfter(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "After ready: GET %s one after another for %s from the moment /ready answered (ms)\n", touchPath, afterWindow)

@@ -477,6 +477,7 @@ func (b *bench) restore(mib int, s Samples) error {
 		s.add("criu_log_total_ms", c.LogTotalMS)
 		s.add("criu_log_fork_ms", c.LogForkMS)
 		s.add("criu_log_mntns_ms", c.LogMountNSMS)
+		s.add("r_beyond_criu_log_ms", p.phaseMS("restore")-c.LogTotalMS)
 		s.add("overhead_ms", outside-c.RestoreMS)
 		s.add("r_restore_beyond_criu_ms", p.phaseMS("restore")-c.RestoreMS)
 	}
@@ -504,9 +505,14 @@ func (b *bench) eagerRestore(mib int, s Samples) error {
 	if err := b.afterReady("eager", s); err != nil {
 		return err
 	}
+	s.add("eager_restore_phase_ms", p.phaseMS("restore"))
 	if rst, ok := p.phase("restore"); ok {
 		if v, ok := rst.num("criu_restore_ms"); ok {
 			s.add("eager_criu_restore_ms", v)
+		}
+		if c, err := readCRIURestore(p.cmd.Process.Pid, rst.str("container")); err == nil {
+			s.add("eager_criu_log_total_ms", c.LogTotalMS)
+			s.add("eager_beyond_criu_log_ms", p.phaseMS("restore")-c.LogTotalMS)
 		}
 	}
 	return nil
