@@ -15,7 +15,7 @@ func TestQuickBench(t *testing.T) {
 	harness.Require(t)
 	var log bytes.Buffer
 	res, err := Run(Config{Sizes: []int{16}, Warmup: time.Second, Reps: 1, Conc: []int{1, 2}, ConcSize: 16,
-		Poll: 5 * time.Millisecond, Peers: PeerNames, Log: &log})
+		Poll: 5 * time.Millisecond, Peers: PeerNames, Burst: 3, Log: &log})
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, log.String())
 	}
@@ -45,9 +45,14 @@ func TestQuickBench(t *testing.T) {
 	for _, c := range res.Conc {
 		positive("concurrency", c.Med, "slowest_ms", "median_ms", "all_ready_ms", "slowest_logged_ms", "slowest_criu_ms")
 	}
+	if res.Burst == nil {
+		t.Error("no burst result")
+	} else {
+		positive("burst", res.Burst.Med, "p50_ms", "p95_ms", "slowest_ms")
+	}
 	var out bytes.Buffer
 	Report(&out, res)
-	for _, want := range []string{"Cold start vs restore", "Concurrent restores", "Targets", "restore <= cold/20", "Peers:", "eager/runc", "After ready", "after idle", "Lazy vs eager:", "crwrap eager <= 0.9x raw runc"} {
+	for _, want := range []string{"Cold start vs restore", "Concurrent restores", "Targets", "restore <= cold/20", "Peers:", "eager/runc", "After ready", "after idle", "Lazy vs eager:", "Burst: 3 restores", "crwrap eager <= 0.9x raw runc"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

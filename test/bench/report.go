@@ -122,6 +122,7 @@ func Report(w io.Writer, r *Results) {
 	reportSplit(w, r)
 	reportAfter(w, r)
 	reportAdmission(w, r)
+	reportBurst(w, r)
 
 	if len(r.Failures) > 0 {
 		fmt.Fprintf(w, "Failed attempts (retried): %d\n", len(r.Failures))

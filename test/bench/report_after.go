@@ -86,3 +86,17 @@ func reportAdmission(w io.Writer, r *Results) {
 		fmt.Fprintln(w)
 	}
 }
+
+// reportBurst prints the restores started within one second (issue 11, item 4).
+func reportBurst(w io.Writer, r *Results) {
+	bu := r.Burst
+	if bu == nil {
+		return
+	}
+	fmt.Fprintf(w, "Burst: %d restores of %d MiB started evenly within %s, each in its own network namespace (ms, each from its own start)\n", bu.N, bu.MiB, bu.Within)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "N\tp50\tp95\tslowest\t")
+	fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t\n", bu.N, get(bu.Med, "p50_ms"), get(bu.Med, "p95_ms"), get(bu.Med, "slowest_ms"))
+	tw.Flush()
+	fmt.Fprintln(w)
+}

@@ -68,6 +68,7 @@ type Results struct {
 	Conc     []ConcResult
 	Failures []string          // failed attempts that were retried
 	Peers    map[string]string // peer runtime -> its version, or why it did not run
+	Burst    *BurstResult
 }
 
 func writeJSON(path string, r *Results) error {
@@ -257,7 +258,7 @@ func Run(cfg Config) (*Results, error) {
 			_ = netnsDel(ns)
 		}
 	}()
-	for i := 0; i < maxN; i++ {
+	for i := 0; i < max(maxN, cfg.Burst); i++ {
 		ns := fmt.Sprintf("crwrap-bench-%d-%d", os.Getpid(), i)
 		if err := netnsAdd(ns); err != nil {
 			return res, err
@@ -293,6 +294,17 @@ func Run(cfg Config) (*Results, error) {
 		}
 	}
 	finishConc()
+	if cfg.Burst > 0 {
+		bu := &BurstResult{N: cfg.Burst, MiB: cfg.ConcSize, Within: time.Second, Samples: Samples{}}
+		for rep := 1; rep <= cfg.Reps; rep++ {
+			b.logf("rep %d/%d: %d restores of %d MiB started within %v", rep, cfg.Reps, bu.N, bu.MiB, bu.Within)
+			if err := b.burst(cfg.ConcSize, nss[:bu.N], bu.Within, bu.Samples); err != nil {
+				return res, fmt.Errorf("burst of %d restores: %w", bu.N, err)
+			}
+		}
+		bu.Med = bu.Samples.Medians()
+		res.Burst = bu
+	}
 	return res, nil
 }
 
