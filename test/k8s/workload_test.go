@@ -253,7 +253,7 @@ func (n *namespace) waitReady(t *testing.T, selector string, want int, timeout t
 				ready++
 			}
 			if st := terminated(p); st != nil && st.ExitCode != 0 {
-				return false, fmt.Errorf("pod %s: its container exited %d: %s", p.Name, st.ExitCode, st.Message)
+				t.Fatalf("pod %s: its container exited %d: %s", p.Name, st.ExitCode, st.Message)
 			}
 		}
 		return len(pods) == want && ready == want, fmt.Errorf("%d pods, %d Ready", len(pods), ready)

@@ -9,7 +9,8 @@
 #     /var/lib/cni/results), cgroups under /crwrap-k8s and the bridge crwk8s0: down.sh removes all;
 #   - the control plane listens on 127.0.0.1 only, on free ports picked at start; the pod network
 #     ($K8S_POD_CIDR, default 10.213.0.0/24) is a host-only bridge: no default route, no NAT, so a
-#     pod reaches this host and other pods, never the outside;
+#     pod reaches this host and other pods, never the outside; the node's address (the kubelet
+#     listens there) is the bridge's;
 #   - one cluster per machine (the kubelet's fixed paths): /run/crwrap-k8s.owner names the running
 #     one's directory.
 #
@@ -21,7 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 S=${K8S_DIR:-$repo/build/k8s}
 cache=${K8S_CACHE:-$repo/build/cache}
-pod_cidr=${K8S_POD_CIDR:-10.213.0.0/24}
+pod_cidr=${K8S_POD_CIDR:-10.213.0.0/24} # a /24: the bridge (and the node) get its .1
 service_cidr=${K8S_SERVICE_CIDR:-10.213.1.0/24}
 node=crwrap-node
 bridge=crwk8s0
@@ -67,19 +68,14 @@ trap '[[ $started == 1 ]] || { log "start failed; logs in $S/log (kept in $S.fai
 
 # Free loopback ports.
 used=$(ss -Htanl | awk '{print $4}' | sed 's/.*://' | sort -u)
-port=$((20000 + RANDOM % 20000))
-free_port() {
+port=$((20000 + RANDOM % 10000))
+free_port() { # VAR: set VAR to the next free port
 	while grep -qx "$port" <<<"$used"; do port=$((port + 1)); done
-	echo "$port"
+	printf -v "$1" %d "$port"
 	port=$((port + 1))
 }
-p_etcd=$(free_port)
-p_peer=$(free_port)
-p_api=$(free_port)
-p_kcm=$(free_port)
-p_sched=$(free_port)
-p_kubelet=$(free_port)
-p_healthz=$(free_port)
+p_etcd='' p_peer='' p_api='' p_kcm='' p_sched='' p_kubelet='' p_healthz=''
+for v in p_etcd p_peer p_api p_kcm p_sched p_kubelet p_healthz; do free_port "$v"; done
 
 # The sysctls the kubelet sets at start, restored by down.sh.
 for k in vm.overcommit_memory kernel.panic kernel.panic_on_oops; do
@@ -132,11 +128,11 @@ start() {
 }
 # wait_for WHAT SECONDS CMD...: retry CMD until it succeeds.
 wait_for() {
-	local what=$1 secs=$2 i
+	local what=$1 secs=$2 begin=$EPOCHREALTIME
 	shift 2
-	for ((i = 0; i < secs * 5; i++)); do
+	while ((${EPOCHREALTIME/./} - ${begin/./} < secs * 1000000)); do
 		if "$@" >/dev/null 2>&1; then
-			log "$what ($((i / 5)) s)"
+			log "$what ($(((${EPOCHREALTIME/./} - ${begin/./}) / 1000)) ms)"
 			return 0
 		fi
 		sleep 0.2
@@ -144,6 +140,13 @@ wait_for() {
 	die "$what: not after $secs s"
 }
 alive() { kill -0 "$(cat "$S/pid/$1")" 2>/dev/null; }
+
+# The pod network's bridge, made here so that its address (the gateway of the pod CIDR) is the
+# node's: the kubelet refuses a loopback node IP, and this one is reachable from this host only.
+node_ip=${pod_cidr%.*/*}.1
+ip link add "$bridge" type bridge
+ip addr add "$node_ip/${pod_cidr#*/}" dev "$bridge"
+ip link set "$bridge" up
 
 # containerd: its own instance; CRI with Debian's runc, overlayfs, the bridge below.
 sock=$S/containerd/containerd.sock
@@ -262,11 +265,20 @@ start kube-scheduler "$bin/kube-scheduler" \
 	--kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
 	--bind-address 127.0.0.1 --secure-port "$p_sched" --leader-elect=false --profiling=false
 
-# kubelet: cgroupfs (the host's cgroup v1), its pods under the cgroup /crwrap-k8s.
+# kubelet: cgroupfs (the host's cgroup v1), its pods under the cgroup /crwrap-k8s, which must
+# exist (cpuset's with the parent's CPUs and memory nodes).
+for hier in /sys/fs/cgroup/*/; do
+	[[ -f $hier/cgroup.procs ]] || continue
+	mkdir -p "$hier/crwrap-k8s"
+	if [[ -f $hier/cpuset.cpus ]]; then
+		cat "$hier/cpuset.cpus" >"$hier/crwrap-k8s/cpuset.cpus"
+		cat "$hier/cpuset.mems" >"$hier/crwrap-k8s/cpuset.mems"
+	fi
+done
 cat >"$S/etc/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: $node_ip
 port: $p_kubelet
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -296,7 +308,7 @@ evictionHard:
 resolvConf: /etc/resolv.conf
 EOF
 start kubelet "$bin/kubelet" --config "$S/etc/kubelet.yaml" --kubeconfig "$kubeconfig" \
-	--root-dir "$S/kubelet" --hostname-override "$node" --node-ip 127.0.0.1 --v 1
+	--root-dir "$S/kubelet" --hostname-override "$node" --node-ip "$node_ip" --v 1
 kubectl=("$bin/kubectl" --kubeconfig "$kubeconfig")
 wait_for "node $node is Ready" 120 "${kubectl[@]}" wait --for condition=Ready "node/$node" --timeout 1s
 wait_for "the default service account exists" 60 "${kubectl[@]}" get serviceaccount default
