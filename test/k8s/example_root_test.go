@@ -144,6 +144,9 @@ func TestExample(t *testing.T) {
 			}
 			if line, ok := restoredLog(n.logs(t, p.Name)); !ok {
 				t.Errorf("replica %s was not restored; its log:\n%s", p.Name, harness.Tail(n.logs(t, p.Name), 30))
+			} else if !strings.Contains(line, "lazy=true") {
+				// The manifests' capabilities give lazy restores (docs/kubernetes.md).
+				t.Errorf("replica %s was not restored lazily: %s", p.Name, line)
 			} else {
 				t.Logf("replica %s: %s", p.Name, line)
 			}

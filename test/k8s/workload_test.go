@@ -95,7 +95,7 @@ func (n *namespace) dump(t *testing.T) {
 // image it built, its node directory as the hostPath, and patches of its own.
 type overlay struct {
 	Image    string   // name:tag of the app image
-	Replicas int      // the restore Deployment's replicas
+	Replicas int      // the restore Deployment's replicas (0: the manifest's)
 	Patches  []string // strategic-merge patches (YAML) of the example's objects
 }
 
@@ -126,7 +126,9 @@ func (n *namespace) apply(t *testing.T, o overlay) {
 		"namespace":  n.name,
 		"resources":  []string{rel},
 		"images":     []map[string]string{{"name": "crwrap-demo/go-app", "newName": name, "newTag": tag}},
-		"replicas":   []map[string]any{{"name": "go-app", "count": o.Replicas}},
+	}
+	if o.Replicas > 0 {
+		k["replicas"] = []map[string]any{{"name": "go-app", "count": o.Replicas}}
 	}
 	var ps []map[string]string
 	for _, p := range patches {
