@@ -98,14 +98,23 @@ fi
 ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge"
 rm -f /var/lib/cni/results/crwrap-k8s-*
 rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null
-for cmd in iptables ip6tables; do
-	command -v "$cmd" >/dev/null || continue
-	for table in mangle nat filter; do
-		if "$cmd" -w -t "$table" -n -L KUBE-KUBELET-CANARY >/dev/null 2>&1; then
-			"$cmd" -w -t "$table" -F KUBE-KUBELET-CANARY && "$cmd" -w -t "$table" -X KUBE-KUBELET-CANARY
-		fi
+# The kubelet's iptables chains (KUBE-FIREWALL hooked into INPUT and OUTPUT, KUBE-IPTABLES-HINT,
+# the KUBE-KUBELET-CANARY chains), unless another kubelet runs on this machine.
+if ! pgrep -x kubelet >/dev/null; then
+	for cmd in iptables ip6tables iptables-legacy ip6tables-legacy; do
+		command -v "$cmd" >/dev/null || continue
+		for hook in INPUT OUTPUT; do
+			while "$cmd" -w -t filter -D "$hook" -j KUBE-FIREWALL 2>/dev/null; do :; done
+		done
+		for table in mangle nat filter; do
+			for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+				if "$cmd" -w -t "$table" -S "$chain" >/dev/null 2>&1; then
+					"$cmd" -w -t "$table" -F "$chain" && "$cmd" -w -t "$table" -X "$chain"
+				fi
+			done
+		done
 	done
-done
+fi
 
 # What kubelet and containerd write to fixed paths.
 for l in /var/log/containers/*; do

@@ -6,7 +6,8 @@
 #   - binaries: test/k8s/cluster/build.sh (built once per version into $K8S_CACHE/k8s-<version>);
 #   - every file it makes is under $K8S_DIR (default build/k8s), except what kubelet and containerd
 #     always write to fixed paths (/var/log/containers, /var/lib/kubelet/device-plugins,
-#     /var/lib/cni/results), cgroups under /crwrap-k8s and the bridge crwk8s0: down.sh removes all;
+#     /var/lib/cni/results), its iptables chains, cgroups under /crwrap-k8s and the bridge
+#     crwk8s0: down.sh removes all;
 #   - the control plane listens on 127.0.0.1 only, on free ports picked at start; the pod network
 #     ($K8S_POD_CIDR, default 10.213.0.0/24) is a host-only bridge: no default route, no NAT, so a
 #     pod reaches this host and other pods, never the outside; the node's address (the kubelet
@@ -308,7 +309,7 @@ evictionHard:
 resolvConf: /etc/resolv.conf
 EOF
 start kubelet "$bin/kubelet" --config "$S/etc/kubelet.yaml" --kubeconfig "$kubeconfig" \
-	--root-dir "$S/kubelet" --hostname-override "$node" --node-ip "$node_ip" --v 1
+	--root-dir "$S/kubelet" --cert-dir "$S/kubelet/pki" --hostname-override "$node" --node-ip "$node_ip" --v 1
 kubectl=("$bin/kubectl" --kubeconfig "$kubeconfig")
 wait_for "node $node is Ready" 120 "${kubectl[@]}" wait --for condition=Ready "node/$node" --timeout 1s
 wait_for "the default service account exists" 60 "${kubectl[@]}" get serviceaccount default
