@@ -24,7 +24,7 @@ func TestDockerRunArgs(t *testing.T) {
 		crMount  string
 		graceArg string
 	}{
-		{"checkpoint", m.DaemonSet.Spec.Template.Spec, "checkpoint", []string{"SYS_ADMIN"}, "dst=/cr", "60"},
+		{"checkpoint", m.DaemonSet.Spec.Template.Spec, "checkpoint", []string{"SYS_ADMIN", "SYS_PTRACE"}, "dst=/cr", "60"},
 		{"restore", m.Deployment.Spec.Template.Spec, "restore", []string{"SYS_ADMIN", "NET_ADMIN", "SYS_TIME", "SYS_PTRACE"}, "dst=/cr,readonly", "30"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
