@@ -55,7 +55,7 @@ sock=$S/containerd/containerd.sock
 if [[ -f $S/pid/containerd ]] && ours "$(cat "$S/pid/containerd")" && [[ -x $S/bin/cricleanup ]]; then
 	timeout 150 "$S/bin/cricleanup" -endpoint "$sock" >&2 || log "the CRI cleanup failed; removing what is left by hand"
 fi
-for p in kube-controller-manager kube-scheduler kube-apiserver etcd containerd; do
+for p in kube-controller-manager kube-scheduler kube-apiserver etcd containerd cgroup-holder; do
 	stop "$p"
 done
 
@@ -97,6 +97,9 @@ if [[ -n $cidr ]]; then
 fi
 ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge"
 rm -f /var/lib/cni/results/crwrap-k8s-*
+for sb in "$S"/containerd/root/io.containerd.grpc.v1.cri/sandboxes/*/; do
+	[[ -d $sb ]] && rm -f "/var/lib/cni/results/cni-loopback-$(basename "$sb")-lo"
+done
 rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null
 # The kubelet's iptables chains (KUBE-FIREWALL hooked into INPUT and OUTPUT, KUBE-IPTABLES-HINT,
 # the KUBE-KUBELET-CANARY chains), unless another kubelet runs on this machine.

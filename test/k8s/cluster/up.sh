@@ -268,6 +268,9 @@ start kube-scheduler "$bin/kube-scheduler" \
 
 # kubelet: cgroupfs (the host's cgroup v1), its pods under the cgroup /crwrap-k8s, which must
 # exist (cpuset's with the parent's CPUs and memory nodes).
+# A process of the cluster's holds it, so that nothing that sweeps empty cgroups (this machine has
+# such a janitor) removes it under the kubelet.
+start cgroup-holder "$S/bin/pause"
 for hier in /sys/fs/cgroup/*/; do
 	[[ -f $hier/cgroup.procs ]] || continue
 	mkdir -p "$hier/crwrap-k8s"
@@ -275,6 +278,7 @@ for hier in /sys/fs/cgroup/*/; do
 		cat "$hier/cpuset.cpus" >"$hier/crwrap-k8s/cpuset.cpus"
 		cat "$hier/cpuset.mems" >"$hier/crwrap-k8s/cpuset.mems"
 	fi
+	cat "$S/pid/cgroup-holder" >"$hier/crwrap-k8s/cgroup.procs"
 done
 cat >"$S/etc/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -313,6 +317,17 @@ start kubelet "$bin/kubelet" --config "$S/etc/kubelet.yaml" --kubeconfig "$kubec
 kubectl=("$bin/kubectl" --kubeconfig "$kubeconfig")
 wait_for "node $node is Ready" 120 "${kubectl[@]}" wait --for condition=Ready "node/$node" --timeout 1s
 wait_for "the default service account exists" 60 "${kubectl[@]}" get serviceaccount default
+# The holder moves down into the kubelet's kubepods, which holds the pods (made again if swept).
+for hier in /sys/fs/cgroup/*/; do
+	d=$hier/crwrap-k8s/kubepods
+	[[ -d $hier/crwrap-k8s ]] || continue
+	mkdir -p "$d"
+	if [[ -f $hier/cpuset.cpus && -z $(cat "$d/cpuset.cpus") ]]; then
+		cat "$hier/cpuset.cpus" >"$d/cpuset.cpus"
+		cat "$hier/cpuset.mems" >"$d/cpuset.mems"
+	fi
+	cat "$S/pid/cgroup-holder" >"$d/cgroup.procs"
+done
 for p in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet containerd; do
 	alive "$p" || die "$p exited; see $S/log/$p.log"
 done
