@@ -132,6 +132,14 @@ func TestExample(t *testing.T) {
 		}
 	})
 
+	t.Run("PodNetworkIsHostOnly", func(t *testing.T) {
+		// The test cluster's pods reach the node and each other, never the outside.
+		routes := c.kubectl(t, "-n", n.name, "exec", first.Name, "-c", container, "--", "/bin/busybox", "ip", "route")
+		if !strings.Contains(routes, c.env["POD_CIDR"]) || strings.Contains(routes, "default") {
+			t.Errorf("the pod's routes are not the host-only pod network %s:\n%s", c.env["POD_CIDR"], routes)
+		}
+	})
+
 	t.Run("ScaleTo8AllRestored", func(t *testing.T) {
 		start := time.Now()
 		c.kubectl(t, "-n", n.name, "scale", deployment, "--replicas", "8")
