@@ -14,12 +14,14 @@ SHELL_SCRIPTS = .ci/run $(shell find cmd examples images internal test -name '*.
 UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v '/test/')
 
 .PHONY: all build binary bundle deps test test-unit test-root bench demo lint clean
+.PHONY: k8s-up k8s-down test-k8s
 
 all: build
 
 ## deps: install the Debian packages building and testing need (idempotent, as root)
 deps:
 	bash test/deps.sh
+	bash test/k8s/cluster/deps.sh
 
 ## build: build/crwrap laid out as /crwrap in the crwrap-base image
 build: binary bundle
@@ -61,3 +63,17 @@ lint:
 
 clean:
 	rm -rf $(OUT)
+
+## k8s-up: start the single-node Kubernetes of the e2e tests (kubelet + its own containerd; the
+## binaries are built once into build/cache/k8s-<version>); prints its kubeconfig
+k8s-up:
+	bash test/k8s/cluster/deps.sh
+	bash test/k8s/cluster/up.sh
+
+## k8s-down: stop that cluster and remove everything it made (safe to repeat)
+k8s-down:
+	bash test/k8s/cluster/down.sh
+
+## test-k8s: examples/kubernetes end to end on that cluster (started and stopped unless it runs)
+test-k8s: deps
+	$(GO) test -count=1 -timeout 45m -v ./test/k8s/

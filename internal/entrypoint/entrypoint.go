@@ -97,7 +97,7 @@ func Run(ctx context.Context, s *config.Settings, opts Options) (int, error) {
 		Settings:      s,
 		Template:      tmpl,
 		Log:           entry,
-		Runtime:       &container.Runtime{Root: stateDir, Log: entry},
+		Runtime:       &container.Runtime{Root: stateDir, Log: entry, CRIUVersion: criuVersion},
 		Reaper:        rp,
 		WorkRoot:      workDir,
 		Env:           env,

@@ -14,9 +14,11 @@ type Rootfs struct {
 	// Path is the directory to use as the container's root.
 	Path string
 	// Overlay reports whether Path is an overlay that tracks the app's writes; when the
-	// kernel refuses the overlay, Path is a plain writable bind of the pod's root and
-	// changes to it cannot be saved with a checkpoint.
+	// kernel refuses the overlay, or the pod's root is an overlay itself, Path is a plain
+	// writable bind of the pod's root and changes to it cannot be saved with a checkpoint.
 	Overlay bool
+	// NoOverlay says why Path is not an overlay (empty when it is).
+	NoOverlay string
 
 	dir   string
 	lower string
@@ -61,6 +63,17 @@ func Prepare(dir string, size int64) (*Rootfs, error) {
 	if err := unix.Mount("/", r.lower, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind the pod root to %s: %w", r.lower, err)
 	}
+	// An overlay stacked on the pod's overlay root (containerd's and CRI-O's overlayfs
+	// snapshotters) maps the app's files through a mount of the lower overlay that is in no
+	// mount namespace: CRIU cannot dump them ("Can't lookup mount=N for fd=-3"). Such a root
+	// gets the bind.
+	var sfs unix.Statfs_t
+	if err := unix.Statfs("/", &sfs); err == nil && sfs.Type == unix.OVERLAYFS_SUPER_MAGIC {
+		if err := r.bind("the pod's root filesystem is an overlay (CRIU cannot dump an app on an overlay stacked on it)"); err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
 	// CRIU finds the files inotify/fanotify watch by their file handle, else by scanning
 	// paths for their device and inode ("fsnotify: Can't dump that handle" when both fail).
 	// index=on,nfs_export=on make the overlay's handles decodable, which the kernel keeps
@@ -78,14 +91,23 @@ func Prepare(dir string, size int64) (*Rootfs, error) {
 	if err != nil {
 		// Some hosts (an old kernel, an upper layer on overlay) refuse; fall back to a
 		// writable bind so the app still runs, without rootfs-diff support.
-		if berr := unix.Mount(r.lower, r.Path, "", unix.MS_BIND, ""); berr != nil {
-			r.Release()
-			return nil, fmt.Errorf("mount overlay root at %s: %w (bind fallback: %v)", r.Path, err, berr)
+		if err := r.bind(fmt.Sprintf("the kernel refused an overlay root: %v", err)); err != nil {
+			return nil, err
 		}
 		return r, nil
 	}
 	r.Overlay = true
 	return r, nil
+}
+
+// bind makes Path a writable bind of the pod's root, for the reason given.
+func (r *Rootfs) bind(reason string) error {
+	if err := unix.Mount(r.lower, r.Path, "", unix.MS_BIND, ""); err != nil {
+		r.Release()
+		return fmt.Errorf("bind the pod root at %s (%s): %w", r.Path, reason, err)
+	}
+	r.NoOverlay = reason
+	return nil
 }
 
 // Upper is the directory that holds the app's changes (empty unless Overlay).

@@ -184,7 +184,7 @@ func (s *Supervisor) prepare() (*app, error) {
 	}
 	a.fs = fs
 	if !fs.Overlay {
-		s.Log.Warn("the kernel refused an overlay root for the app: files it writes to its root filesystem are not saved with a checkpoint")
+		s.Log.WithField("reason", fs.NoOverlay).Warn("no overlay root for the app: files it writes to its root filesystem are not saved with a checkpoint")
 	}
 	sp, err := s.render(a.id, fs.Path)
 	if err != nil {

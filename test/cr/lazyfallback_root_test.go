@@ -151,7 +151,7 @@ func lazyPagesDaemon(dir string, parent int) int {
 			continue
 		}
 		args := strings.Split(string(b), "\x00")
-		if len(args) < 2 || !contains(args, "lazy-pages") || !strings.Contains(string(b), dir) {
+		if len(args) < 2 || !contains(args, "lazy-pages") || !strings.Contains(strings.Join(resolveFDPaths(args), "\x00"), dir) {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(c)))
@@ -160,6 +160,25 @@ func lazyPagesDaemon(dir string, parent int) int {
 		}
 	}
 	return 0
+}
+
+// resolveFDPaths replaces /proc/PID/fd/N at the start of each argument by what that
+// descriptor names: crwrap gives CRIU the checkpoint directory it holds open, not its path.
+func resolveFDPaths(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		parts := strings.SplitN(a, "/", 6) // "", "proc", PID, "fd", N, rest
+		if len(parts) >= 5 && parts[0] == "" && parts[1] == "proc" && parts[3] == "fd" {
+			if target, err := os.Readlink(strings.Join(parts[:5], "/")); err == nil {
+				out[i] = target
+				if len(parts) == 6 {
+					out[i] = filepath.Join(target, parts[5])
+				}
+			}
+		}
+	}
+	return out
 }
 
 func contains(list []string, s string) bool {
