@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -389,11 +388,4 @@ func manifestOf(t *testing.T, r *testRegistry, ref string) ociManifest {
 		t.Fatal(err)
 	}
 	return m
-}
-
-// withTimeout is a context for test-side registry calls.
-func withTimeout(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
 }

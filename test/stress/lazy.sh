@@ -8,6 +8,6 @@
 set -eu
 cd "$(dirname "$0")/../.."
 n=${1:-200}
-export PATH=/usr/local/go/bin:$PATH
-export CRWRAP_BUILD=${CRWRAP_BUILD:-$PWD/build/crwrap}
+export PATH="/usr/local/go/bin:$PATH"
+export CRWRAP_BUILD="${CRWRAP_BUILD:-$PWD/build/crwrap}"
 CRWRAP_STRESS_N=$n exec go test -count=1 -p 1 -timeout "$((n * 20 + 300))s" -v ./test/cr/ -run '^TestStressLazyRestores$'
