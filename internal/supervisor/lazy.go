@@ -95,6 +95,7 @@ func (lz *lazyPages) stop() {
 // hanging on a page fault, and a crash is what a pod's restart policy can deal with.
 func (s *Supervisor) watchLazyPages(a *app, lz *lazyPages, r *checkpoint.Reader) {
 	defer r.Close()
+	defer s.fetch.unmount(s.Log) // lazyfetch.go: the daemon no longer reads the images
 	select {
 	case <-lz.done:
 	case <-a.exited:

@@ -55,6 +55,7 @@ func (s *Supervisor) restore(ctx context.Context) (int, error) {
 	begin := time.Now()
 	a, err := s.tryRestore(ctx, begin)
 	if err != nil {
+		err = s.fetchFailure(err) // lazyfetch.go: a failed lazy fetch is the reason
 		reason := reasonOf(err)
 		s.Metrics.IncRestoreFallback(reason)
 		if s.Settings.RestoreFallback == "fail" || s.StopWhenReady {
@@ -96,6 +97,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	defer func() {
 		if !held {
 			r.Close()
+			s.fetch.unmount(s.Log) // lazyfetch.go: CRIU is done reading the images
 		}
 	}()
 
@@ -148,7 +150,7 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 
 	t := time.Now()
 	// The verified, held images directory: not a path that could be swapped since.
-	images, err := r.Path(checkpoint.ImagesDir)
+	images, err := s.imagesDir(r) // lazyfetch.go
 	if err != nil {
 		return nil, nil, err
 	}

@@ -70,6 +70,8 @@ type Supervisor struct {
 
 	timeline timeline
 	began    time.Time
+	// fetch is the lazy fetch of the checkpoint being restored (lazyfetch.go), or nil.
+	fetch *lazyFetch
 }
 
 // app is one prepared or running app container.

@@ -1,0 +1,158 @@
+package registry
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crwrap/crwrap/test/harness"
+)
+
+// lazyProps are the settings of a restore with pages on demand.
+var lazyProps = []string{"cr.restore.fetch=lazy", "cr.restore.fetch-timeout=3s"}
+
+// A fresh node B restores with cr.restore.fetch=lazy: the small files first, the page image by
+// range requests (no whole GET of it), memory intact; the background fetch then publishes a
+// complete, verified cache entry that B's next restore uses without the registry's blobs.
+func TestLazyFetchRestore(t *testing.T) {
+	a := newTestApp(t, "-warmup", "200ms", "-heap", "32")
+	reg := startRegistry(t, registryOptions{})
+	nodeA, nodeB := newNode(t), newNode(t)
+	want, push := nodeA.checkpoint(a, reg.repo(), reg.env())
+	pages := pagesBlob(t, reg, push.Str("image"))
+	if m := manifestOf(t, reg, push.Str("image")); !hasChunkTable(m, pages) {
+		t.Fatalf("the pages layer has no chunk table: %+v", m)
+	}
+
+	p := nodeB.restoreReady(a, reg.repo(), reg.env(), lazyProps...)
+	harness.AssertRestored(t, p)
+	pull := findLog(p, "phase", "pull")
+	if pull == nil || pull.Str("fetch") != "lazy" || pull.Str("cache") != "miss" {
+		t.Fatalf("phase=pull %v, want fetch=lazy cache=miss\nstderr:\n%s", pull, p.Stderr)
+	}
+	if got := harness.MustGet(t, a.url(""), "/value"); got != want {
+		t.Errorf("/value = %q, want the checkpointed %q", got, want)
+	}
+	if got := harness.MustGet(t, a.url(""), "/heap"); got != "32 MiB intact=true" {
+		t.Errorf("/heap = %q", got)
+	}
+	harness.WaitLog(t, p, "phase", "fetch", time.Minute)
+	if e := findLog(p, "phase", "fetch"); e.Str("level") != "info" {
+		t.Fatalf("background fetch: %v\nstderr:\n%s", e, p.Stderr)
+	}
+	harness.Stop(t, p)
+	if n := reg.blobGets(pages); n != 0 {
+		t.Errorf("the pages blob was fetched whole %d times, want by ranges only", n)
+	}
+	if n := reg.rangeGets(pages); n == 0 {
+		t.Errorf("no range request for the pages blob\nregistry log:\n%s", reg.log)
+	}
+	if got := nodeB.cacheEntries(); len(got) != 1 {
+		t.Errorf("cache entries %v, want the one lazily fetched", got)
+	}
+	if left := nodeB.cacheLeftovers(); len(left) > 0 {
+		t.Errorf("cache leftovers: %v", left)
+	}
+
+	ranges := reg.rangeGets(pages)
+	p = nodeB.restoreReady(a, reg.repo(), reg.env(), lazyProps...)
+	harness.AssertRestored(t, p)
+	if pull := findLog(p, "phase", "pull"); pull == nil || pull.Str("cache") != "hit" {
+		t.Errorf("second restore: phase=pull %v, want cache=hit", pull)
+	}
+	if got := harness.MustGet(t, a.url(""), "/heap"); got != "32 MiB intact=true" {
+		t.Errorf("second restore: /heap = %q", got)
+	}
+	harness.Stop(t, p)
+	if reg.rangeGets(pages) != ranges || reg.blobGets(pages) != 0 {
+		t.Error("the second restore fetched the pages blob again instead of using the cache")
+	}
+}
+
+// The registry stops answering range requests for the page image while node B restores:
+// bounded by cr.restore.fetch-timeout, the app is stopped and the pod starts cold with reason
+// pull_failed; nothing is left in the cache.
+func TestLazyFetchStalledRegistry(t *testing.T) {
+	ps := pushOne(t)
+	px := startProxy(t, ps.reg.addr)
+	px.blob = func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if !strings.HasSuffix(r.URL.Path, ps.pages) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		<-r.Context().Done() // a registry that hangs
+	}
+	lazyCold(t, ps, px.repo(), "pull_failed", "stalled")
+}
+
+// The registry serves the page image with one byte changed: the chunk fails its digest and is
+// never handed to the app; a cold start with reason damaged, nothing in the cache.
+func TestLazyFetchTamperedChunk(t *testing.T) {
+	ps := pushOne(t)
+	px := startProxy(t, ps.reg.addr)
+	px.blob = func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if !strings.HasSuffix(r.URL.Path, ps.pages) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		b := rec.Body.Bytes()
+		if len(b) > 0 {
+			b[len(b)/2] ^= 0xff
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(b)
+	}
+	lazyCold(t, ps, px.repo(), "damaged", "does not match its digest")
+}
+
+// lazyCold restores on an empty node with pages on demand through image and expects a cold
+// start with reason (its error mentioning says), and nothing in the node's cache.
+func lazyCold(t *testing.T, ps *pushed, image, reason, says string) {
+	t.Helper()
+	n := newNode(t)
+	p := n.restoreReady(ps.a, image, ps.reg.env(), lazyProps...)
+	e := findLog(p, "phase", "fallback")
+	if e == nil {
+		t.Fatalf("no phase=fallback in the log (want reason=%s)\nstderr:\n%s", reason, p.Stderr)
+	}
+	if got := e.Str("reason"); got != reason || !strings.Contains(e.Str("error"), says) {
+		t.Errorf("fallback reason=%s (%s), want %s mentioning %q", got, e.Str("error"), reason, says)
+	}
+	if got := harness.MustGet(t, ps.a.url(""), "/counter"); got != "1" {
+		t.Errorf("after the fallback /counter = %q, want 1 (a cold start)", got)
+	}
+	harness.Stop(t, p)
+	if left := n.cacheLeftovers(); len(left) > 0 {
+		t.Errorf("half-written in the cache: %v", left)
+	}
+	if got := n.cacheEntries(); len(got) > 0 {
+		t.Errorf("cache entries after a failed lazy fetch: %v", got)
+	}
+}
+
+func hasChunkTable(m ociManifest, digest string) bool {
+	for _, l := range m.Layers {
+		if l.Digest == digest {
+			return l.Annotations["org.crwrap.file.chunks-sha256"] != ""
+		}
+	}
+	return false
+}
+
+// rangeGets counts the partial (206) GETs of blob digest in the registry's access log.
+func (r *testRegistry) rangeGets(digest string) int {
+	n := 0
+	for _, l := range strings.Split(r.log.String(), "\n") {
+		if strings.Contains(l, `"GET /v2/team/app/blobs/`+digest+` `) && strings.Contains(l, `" 206 `) {
+			n++
+		}
+	}
+	return n
+}
