@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // failing fails every read past half its size, as a page image whose chunk did not verify.
@@ -43,10 +44,12 @@ func TestViewReadsAndFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	start := time.Now()
 	m, err := New(dir, map[string]File{"core-1.img": plain, "pages-1.img": failing{make([]byte, 1<<20)}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("mounted in %v", time.Since(start))
 	defer func() {
 		if err := m.Unmount(); err != nil {
 			t.Error(err)

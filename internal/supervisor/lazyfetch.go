@@ -9,11 +9,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/crwrap/crwrap/internal/checkpoint"
 	"github.com/crwrap/crwrap/internal/lazyfs"
@@ -38,6 +40,22 @@ type lazyFetch struct {
 
 	done chan struct{} // the background fetch ended
 	err  error
+
+	go_    chan struct{} // closed when the background stream may start
+	goOnce sync.Once
+}
+
+// streamDelay is the longest the background stream waits for the app to be ready: until
+// then only the chunks CRIU and the app read are fetched, so that the stream's reading and
+// hashing do not take the CPU from the restore.
+const streamDelay = 2 * time.Second
+
+// stream lets the background stream start (nil-safe): the restored app is ready, or the
+// restore is over.
+func (f *lazyFetch) stream() {
+	if f != nil {
+		f.goOnce.Do(func() { close(f.go_) })
+	}
 }
 
 // fuseAvailable reports whether this pod can mount the FUSE view (/dev/fuse is there).
@@ -78,10 +96,17 @@ func (s *Supervisor) pullLazy(ctx, bg context.Context, cache *nodecache.Cache, r
 	}
 	s.phase("pull", t, logrus.Fields{"image": ref.String(), "digest": digest, "cache": "miss", "fetch": "lazy", "bytes": lp.Fetched(), "checkpoint": r.Dir})
 	s.loadKdat()
-	f := &lazyFetch{lp: lp, start: t, done: make(chan struct{}), workDir: filepath.Join(s.WorkRoot, "lazy-"+randomHex())}
+	f := &lazyFetch{lp: lp, start: t, done: make(chan struct{}), go_: make(chan struct{}), workDir: filepath.Join(s.WorkRoot, "lazy-"+randomHex())}
 	s.fetch = f
 	go func() {
 		defer close(f.done)
+		select {
+		case <-f.go_:
+		case <-time.After(streamDelay):
+		}
+		// At a low priority, as CRIU's lazy-pages daemon: the app's own faults come first.
+		runtime.LockOSThread()
+		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 10)
 		err := lp.Complete(bg)
 		fields := logrus.Fields{"phase": "fetch", "image": ref.String(), "digest": digest, "bytes": lp.Fetched(),
 			"demand_chunks": lp.DemandChunks(), "duration_ms": time.Since(t).Milliseconds()}
@@ -188,6 +213,7 @@ func (f *lazyFetch) unmount(log *logrus.Entry) {
 	if f == nil {
 		return
 	}
+	f.stream()
 	defer f.ended(func() { f.unused = true })
 	f.mu.Lock()
 	defer f.mu.Unlock()

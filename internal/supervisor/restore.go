@@ -121,6 +121,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 		s.release(a)
 		return nil, err
 	}
+	s.fetch.stream() // lazyfetch.go: the rest of the pages may stream in now
 	// The guard is started only now: its start-up would compete for the CPU with the restored
 	// app becoming ready; until then a killed crwrap's leftovers are removed by the next start.
 	go s.guard(a)
