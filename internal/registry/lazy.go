@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"net/http"
@@ -80,6 +82,8 @@ type LazyFile struct {
 	// wait[i] is nil while chunk i is missing, open while it is fetched, closed once it is in.
 	wait []chan struct{}
 	in   int64 // chunks in
+	// sha256 is the file's digest in crwrap.json; whole is what the stream saw (hex).
+	sha256, whole string
 }
 
 // PullLazy fetches every layer of the resolved image except its page images into dir (an
@@ -183,12 +187,16 @@ func (lp *LazyPull) checkSmall(sums *fileSums) error {
 		return err
 	}
 	defer r.Close()
-	lazy := map[string]bool{}
+	lazy := map[string]*LazyFile{}
 	for _, f := range lp.files {
-		lazy[f.Path] = true
+		lazy[f.Path] = f
 	}
 	for _, f := range r.Manifest.Files {
-		if sums != nil && !lazy[path.Clean(f.Path)] && sums.m[path.Clean(f.Path)] != f.SHA256 {
+		if lf := lazy[path.Clean(f.Path)]; lf != nil {
+			lf.sha256 = strings.ToLower(f.SHA256)
+			continue
+		}
+		if sums != nil && sums.m[path.Clean(f.Path)] != f.SHA256 {
 			return fmt.Errorf("%w: %s content differs from %s", checkpoint.ErrDamaged, f.Path, checkpoint.ManifestFile)
 		}
 	}
@@ -234,8 +242,9 @@ func (lp *LazyPull) Close() {
 }
 
 // Complete fetches every chunk not in yet, one streamed range per page image (chunks readers
-// are waiting for are fetched meanwhile by their own ranges), syncs the files and checks the
-// whole directory against crwrap.json, every file's sha256 included. On error the pull is
+// are waiting for are fetched meanwhile by their own ranges), syncs the files, and checks
+// each page image's sha256 (taken over the stream, which reads the whole file) against
+// crwrap.json and the directory as a checkpoint (sealed manifest, sizes). On error the pull is
 // failed.
 func (lp *LazyPull) Complete(ctx context.Context) error {
 	err := lp.complete(ctx)
@@ -258,8 +267,11 @@ func (lp *LazyPull) complete(ctx context.Context) error {
 		if err := f.f.Sync(); err != nil {
 			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
+		if f.whole != f.sha256 {
+			return fmt.Errorf("%w: %s content differs from %s", checkpoint.ErrDamaged, f.Path, checkpoint.ManifestFile)
+		}
 	}
-	r, err := checkpoint.Open(lp.dir, true)
+	r, err := checkpoint.Open(lp.dir, false)
 	if err != nil {
 		return err
 	}
@@ -327,7 +339,7 @@ func (f *LazyFile) fetch(lo, hi int64) error {
 	from, to := f.t.offset+lo*f.t.chunk, f.t.offset+min(hi*f.t.chunk, f.t.size)
 	body, err := f.p.blobs.get(ctx, f.desc.Digest, from, to)
 	if err == nil {
-		err = f.take(body, lo, hi, nil)
+		err = f.take(body, lo, hi, nil, nil)
 		body.Close()
 	}
 	if err != nil {
@@ -340,10 +352,11 @@ func (f *LazyFile) fetch(lo, hi int64) error {
 	return err
 }
 
-// take reads chunks [lo, hi) from body, checks each against the chunk table and writes it;
-// with skip, chunks that are in or being fetched by someone else are read past (the stream),
-// otherwise every chunk is the caller's claim. progress is called after each chunk.
-func (f *LazyFile) take(body io.Reader, lo, hi int64, progress func()) error {
+// take reads chunks [lo, hi) from body, checks each against the chunk table and writes it.
+// With progress (the stream, which also feeds whole), chunks that are in or being fetched by
+// someone else are read past, and progress is called after each chunk; otherwise every chunk
+// is the caller's claim.
+func (f *LazyFile) take(body io.Reader, lo, hi int64, progress func(), whole hash.Hash) error {
 	buf := make([]byte, f.t.chunk)
 	for i := lo; i < hi; i++ {
 		n := min(f.t.chunk, f.t.size-i*f.t.chunk)
@@ -351,6 +364,9 @@ func (f *LazyFile) take(body io.Reader, lo, hi int64, progress func()) error {
 			return fmt.Errorf("read chunk %d: %w", i, ErrUnavailable)
 		}
 		f.p.fetched.Add(n)
+		if whole != nil {
+			whole.Write(buf[:n]) // a chunk read past differs only if the registry changed it: then this fails
+		}
 		if progress != nil {
 			progress()
 			f.mu.Lock()
@@ -376,16 +392,14 @@ func (f *LazyFile) take(body io.Reader, lo, hi int64, progress func()) error {
 	return nil
 }
 
-// stream fetches, in one range from the first missing chunk to the end, every chunk nobody
-// else is fetching. A stall of lp.stall ends it.
+// stream reads the whole file in one range and takes every chunk nobody else is fetching
+// (those in are few: the stream starts right after the restore), digesting it all on the way.
+// A stall of lp.stall ends it.
 func (f *LazyFile) stream(ctx context.Context) error {
-	f.mu.Lock()
 	lo := int64(0)
-	for lo < int64(len(f.wait)) && f.wait[lo] != nil {
-		lo++
-	}
-	f.mu.Unlock()
-	if lo == int64(len(f.wait)) {
+	if len(f.wait) == 0 {
+		sum := sha256.Sum256(nil)
+		f.whole = hex.EncodeToString(sum[:])
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -395,8 +409,10 @@ func (f *LazyFile) stream(ctx context.Context) error {
 	defer timer.Stop()
 	body, err := f.p.blobs.get(ctx, f.desc.Digest, f.t.offset+lo*f.t.chunk, f.t.offset+f.t.size)
 	if err == nil {
-		err = f.take(body, lo, int64(len(f.wait)), func() { timer.Reset(f.p.stall) })
+		whole := sha256.New()
+		err = f.take(body, lo, int64(len(f.wait)), func() { timer.Reset(f.p.stall) }, whole)
 		body.Close()
+		f.whole = hex.EncodeToString(whole.Sum(nil))
 	}
 	if err != nil {
 		if c := context.Cause(ctx); c != nil {

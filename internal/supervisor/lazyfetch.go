@@ -43,12 +43,41 @@ type lazyFetch struct {
 
 	go_    chan struct{} // closed when the background stream may start
 	goOnce sync.Once
+	cancel context.CancelFunc
+}
+
+// endFetch stops a background fetch still running when crwrap is about to exit and waits
+// until it has removed its temporary cache entry (nil-safe).
+func (s *Supervisor) endFetch() {
+	f := s.fetch
+	if f == nil {
+		return
+	}
+	f.cancel()
+	f.stream()
+	select {
+	case <-f.done:
+	case <-time.After(10 * time.Second):
+		s.Log.Warn("lazy fetch did not stop within 10 s; the next pull removes what it left")
+	}
 }
 
 // streamDelay is the longest the background stream waits for the app to be ready: until
 // then only the chunks CRIU and the app read are fetched, so that the stream's reading and
 // hashing do not take the CPU from the restore.
 const streamDelay = 2 * time.Second
+
+// ready logs what the lazy fetch had fetched when the restored app became ready, and lets
+// the background stream start (nil-safe).
+func (s *Supervisor) fetchReady() {
+	f := s.fetch
+	if f == nil {
+		return
+	}
+	s.Log.WithFields(logrus.Fields{"phase": "fetch-ready", "bytes": f.lp.Fetched(), "demand_chunks": f.lp.DemandChunks(),
+		"duration_ms": time.Since(f.start).Milliseconds()}).Info("lazy fetch: what the app needed to become ready")
+	f.stream()
+}
 
 // stream lets the background stream start (nil-safe): the restored app is ready, or the
 // restore is over.
@@ -96,7 +125,8 @@ func (s *Supervisor) pullLazy(ctx, bg context.Context, cache *nodecache.Cache, r
 	}
 	s.phase("pull", t, logrus.Fields{"image": ref.String(), "digest": digest, "cache": "miss", "fetch": "lazy", "bytes": lp.Fetched(), "checkpoint": r.Dir})
 	s.loadKdat()
-	f := &lazyFetch{lp: lp, start: t, done: make(chan struct{}), go_: make(chan struct{}), workDir: filepath.Join(s.WorkRoot, "lazy-"+randomHex())}
+	bg, cancel := context.WithCancel(bg)
+	f := &lazyFetch{lp: lp, start: t, done: make(chan struct{}), go_: make(chan struct{}), cancel: cancel, workDir: filepath.Join(s.WorkRoot, "lazy-"+randomHex())}
 	s.fetch = f
 	go func() {
 		defer close(f.done)

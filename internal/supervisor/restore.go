@@ -53,6 +53,7 @@ func reasonOf(err error) string {
 // restore restores the app from its checkpoint, or falls back to a cold start.
 func (s *Supervisor) restore(ctx context.Context) (int, error) {
 	begin := time.Now()
+	defer s.endFetch() // lazyfetch.go: nothing half-fetched outlives crwrap
 	a, err := s.tryRestore(ctx, begin)
 	if err != nil {
 		err = s.fetchFailure(err) // lazyfetch.go: a failed lazy fetch is the reason
@@ -121,7 +122,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 		s.release(a)
 		return nil, err
 	}
-	s.fetch.stream() // lazyfetch.go: the rest of the pages may stream in now
+	s.fetchReady() // lazyfetch.go: logs what was fetched; the rest of the pages may stream in now
 	// The guard is started only now: its start-up would compete for the CPU with the restored
 	// app becoming ready; until then a killed crwrap's leftovers are removed by the next start.
 	go s.guard(a)

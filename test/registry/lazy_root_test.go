@@ -38,6 +38,9 @@ func TestLazyFetchRestore(t *testing.T) {
 	if got := harness.MustGet(t, a.url(""), "/heap"); got != "32 MiB intact=true" {
 		t.Errorf("/heap = %q", got)
 	}
+	if e := findLog(p, "phase", "fetch-ready"); e == nil || e.Str("bytes") == "" || e.Str("bytes") == "0" {
+		t.Errorf("no phase=fetch-ready with the bytes fetched before ready: %v", e)
+	}
 	harness.WaitLog(t, p, "phase", "fetch", time.Minute)
 	if e := findLog(p, "phase", "fetch"); e.Str("level") != "info" {
 		t.Fatalf("background fetch: %v\nstderr:\n%s", e, p.Stderr)
