@@ -96,6 +96,9 @@ func (lz *lazyPages) stop() {
 func (s *Supervisor) watchLazyPages(a *app, lz *lazyPages, r *checkpoint.Reader) {
 	defer r.Close()
 	defer s.fetch.unmount(s.Log) // lazyfetch.go: the daemon no longer reads the images
+	// The daemon copies the pages the app did not fault in from now on: reading them from the
+	// stream (lazyfetch.go) is faster than a range request each.
+	s.fetch.stream()
 	select {
 	case <-lz.done:
 	case <-a.exited:
