@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
-for p in libseccomp-dev debootstrap iptables file gcc make git ca-certificates iproute2 curl docker-registry apache2-utils skopeo openssl; do
+for p in libseccomp-dev debootstrap iptables file gcc make git ca-certificates iproute2 curl docker-registry apache2-utils skopeo openssl runc podman; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -34,7 +34,8 @@ func newRenderCmd(g *globalFlags) *cobra.Command {
 		Short: "Print the config.json the app would run with; change nothing",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.load(args, map[string]string{"cr.mode": string(config.ModeRun)})
+			// The whole file is checked as run would check it, cr.mode included.
+			s, err := g.load(args, nil)
 			if err != nil {
 				return err
 			}

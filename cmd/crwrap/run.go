@@ -144,7 +144,7 @@ func runApp(ctx context.Context, s *config.Settings, stopWhenReady bool) (int, e
 		Settings:      s,
 		Template:      tmpl,
 		Log:           entry,
-		Runtime:       &container.Runtime{Root: stateDir, Log: entry},
+		Runtime:       &container.Runtime{Root: stateDir, Log: entry, CRIUVersion: criuVersion},
 		Reaper:        rp,
 		WorkRoot:      workDir,
 		Env:           env,

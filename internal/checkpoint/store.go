@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -37,8 +38,17 @@ type Writer struct {
 }
 
 // Lock takes the writers' lock for the name (waiting for another checkpointer to finish)
-// and removes the leftovers of interrupted attempts.
-func (s Store) Lock() (*Writer, error) {
+// and removes the leftovers of interrupted attempts. It is LockContext without a way out.
+func (s Store) Lock() (*Writer, error) { return s.LockContext(context.Background(), nil) }
+
+// lockPoll is how often LockContext tries again while another checkpointer holds the name:
+// flock(2) cannot be interrupted, so LockContext polls without blocking instead.
+const lockPoll = 50 * time.Millisecond
+
+// LockContext is Lock that gives up when ctx is done (a pod being deleted must not wait for
+// another pod's checkpoint): the error then wraps context.Cause(ctx). onWait, when not nil,
+// is called once if another writer holds the name.
+func (s Store) LockContext(ctx context.Context, onWait func()) (*Writer, error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create checkpoint directory %s: %w", s.Dir, err)
 	}
@@ -46,17 +56,37 @@ func (s Store) Lock() (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", s.lockPath(), err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", s.lockPath(), err)
+	for first := true; ; first = false {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", s.lockPath(), err)
+		}
+		if first && onWait != nil {
+			onWait()
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", s.lockPath(), context.Cause(ctx))
+		case <-time.After(lockPoll):
+		}
 	}
 	w := &Writer{s: s, lock: f}
 	w.collect(true)
 	return w, nil
 }
 
-// Unlock releases the name.
-func (w *Writer) Unlock() { w.lock.Close() }
+// Unlock releases the name; a second call does nothing.
+func (w *Writer) Unlock() {
+	if w.lock != nil {
+		w.lock.Close()
+		w.lock = nil
+	}
+}
 
 // NewVersion creates an empty, private directory to write a new checkpoint into.
 func (w *Writer) NewVersion() (string, error) {

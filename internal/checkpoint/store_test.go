@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -137,4 +138,34 @@ func TestOpenWithoutManifestIsDamaged(t *testing.T) {
 	if _, err := s.Open(); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("Open: %v, want ErrDamaged", err)
 	}
+}
+
+func TestLockContextGivesUpWhenDone(t *testing.T) {
+	s := Store{Dir: t.TempDir(), Name: "app"}
+	held, err := s.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	cause := errors.New("terminated")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	waited := 0
+	w, err := s.LockContext(ctx, func() {
+		waited++
+		cancel(cause) // as a signal arriving while crwrap waits
+	})
+	if !errors.Is(err, cause) {
+		t.Fatalf("LockContext while another writer holds the name and ctx is done: %v, %v; want the cause", w, err)
+	}
+	if waited != 1 {
+		t.Errorf("onWait called %d times, want 1", waited)
+	}
+	// Once the other writer is gone the name is free again, and Unlock twice is harmless.
+	held.Unlock()
+	held.Unlock()
+	w, err = s.LockContext(context.Background(), func() { t.Error("onWait called although the name is free") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Unlock()
 }

@@ -25,7 +25,7 @@ func TestCRIUKeys(t *testing.T) {
 		{text: "cr.criu.options=--link-remap\n", wantErr: `unknown CRIU option "--link-remap"`},
 		{text: "cr.criu.options=link-remap --ghost-limit 1\n", wantErr: `unknown CRIU option "link-remap --ghost-limit 1"`},
 		{text: "cr.criu.options=link-remap,link-remap\n", wantErr: `FILE:1: cr.criu.options: CRIU option "link-remap" is listed twice`},
-		{text: "cr.criu.ghost-limit=1MB\n", wantErr: `FILE:1: cr.criu.ghost-limit: invalid size "1MB" (bytes, or a number with K, M or G, e.g. 1M)`},
+		{text: "cr.criu.ghost-limit=1MB\n", wantErr: `FILE:1: cr.criu.ghost-limit: invalid size "1MB" (bytes, or a number with K, M, G, T or Ki, Mi, Gi, Ti, e.g. 512Mi)`},
 		{text: "cr.criu.ghost-limit=0\n", wantErr: `FILE:1: cr.criu.ghost-limit: size "0" must be between 1 byte and 8 EiB`},
 		{text: "cr.criu.ghost-limit=99999999999G\n", wantErr: `size "99999999999G" must be between 1 byte and 8 EiB`},
 		{text: "cr.criu.ghost-limit=-1\n", wantErr: `invalid size "-1"`},

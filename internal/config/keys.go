@@ -53,6 +53,15 @@ const (
 	KeyDecryptionKey       = "cr.checkpoint.decryption-key"
 )
 
+// Keys of the app's user and root filesystem.
+const (
+	KeyContainerUser = "cr.container.user"
+	KeyRootfsSize    = "cr.container.rootfs-size"
+)
+
+// DefaultRootfsSize is the default of cr.container.rootfs-size.
+const DefaultRootfsSize = "1Gi"
+
 // DefaultPath is where the properties file is looked for when neither --config nor
 // $CR_PROPERTIES names one.
 const DefaultPath = "/etc/cr.properties"
@@ -176,30 +185,15 @@ var keys = []keyDef{
 		s.FetchTimeout, err = duration(v, false)
 		return err
 	}},
-	{KeySigningKey, "", func(s *Settings, v string) (err error) {
-		s.SigningKey, err = optionalPath(v)
+	{KeySigningKey, "", setSigningKey},
+	{KeyVerifyKey, "", setVerifyKey},
+	{KeyEncryptionKey, "", setEncryptionKey},
+	{KeyDecryptionKey, "", setDecryptionKey},
+	{KeyContainerUser, "", setUser},
+	{KeyRootfsSize, DefaultRootfsSize, func(s *Settings, v string) (err error) {
+		s.RootfsSize, err = rootfsSize(v)
 		return err
 	}},
-	{KeyVerifyKey, "", func(s *Settings, v string) (err error) {
-		s.VerifyKey, err = optionalPath(v)
-		return err
-	}},
-	{KeyEncryptionKey, "", func(s *Settings, v string) (err error) {
-		s.EncryptionKey, err = optionalPath(v)
-		return err
-	}},
-	{KeyDecryptionKey, "", func(s *Settings, v string) (err error) {
-		s.DecryptionKey, err = optionalPath(v)
-		return err
-	}},
-}
-
-// optionalPath checks a key file setting: empty (off) or an absolute path.
-func optionalPath(v string) (string, error) {
-	if v == "" {
-		return "", nil
-	}
-	return absPath(v)
 }
 
 // setImage checks cr.checkpoint.image: an OCI repository, without tag or digest (crwrap
@@ -471,23 +465,60 @@ func setCRIUOptions(s *Settings, v string) error {
 	return nil
 }
 
-var sizeRE = regexp.MustCompile(`^([0-9]+)([KMG]?)$`)
+var userPartRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*$`)
 
-// size parses a byte count with an optional K, M or G suffix (powers of 1024), as CRIU does.
+// setUser checks cr.container.user: USER or USER:GROUP, each a name (looked up in the app's
+// /etc/passwd and /etc/group when the app starts) or a number.
+func setUser(s *Settings, v string) error {
+	s.User = v
+	if v == "" {
+		return nil
+	}
+	u, g, hasGroup := strings.Cut(v, ":")
+	for _, part := range []string{u, g} {
+		if part == "" && (part == u || hasGroup) {
+			return fmt.Errorf("user %q: want USER or USER:GROUP (names or numbers)", v)
+		}
+		if part != "" && !userPartRE.MatchString(part) {
+			return fmt.Errorf("user %q: %q is not a user or group name or number", v, part)
+		}
+	}
+	return nil
+}
+
+var sizeRE = regexp.MustCompile(`^([0-9]+)([KMGT]i?)?$`)
+
+// size parses a byte count with an optional binary suffix: K, M, G, T as CRIU writes them or
+// Ki, Mi, Gi, Ti as Kubernetes quantities do (both powers of 1024).
 func size(v string) (uint64, error) {
 	m := sizeRE.FindStringSubmatch(v)
 	if m == nil {
-		return 0, fmt.Errorf("invalid size %q (bytes, or a number with K, M or G, e.g. 1M)", v)
+		return 0, fmt.Errorf("invalid size %q (bytes, or a number with K, M, G, T or Ki, Mi, Gi, Ti, e.g. 512Mi)", v)
 	}
 	n, err := strconv.ParseUint(m[1], 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("invalid size %q: %v", v, err)
 	}
-	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30}[m[2]]
+	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[strings.TrimSuffix(m[2], "i")]
 	if n == 0 || n > (1<<63)>>shift {
 		return 0, fmt.Errorf("size %q must be between 1 byte and 8 EiB", v)
 	}
 	return n << shift, nil
+}
+
+// rootfsSize parses cr.container.rootfs-size: a size of at least 1Mi.
+func rootfsSize(v string) (int64, error) {
+	n, err := size(v)
+	if err != nil {
+		return 0, err
+	}
+	if n < 1<<20 {
+		return 0, fmt.Errorf("size %q is less than 1Mi", v)
+	}
+	if n > 1<<62 {
+		return 0, fmt.Errorf("size %q is too large", v)
+	}
+	return int64(n), nil
 }
 
 // pathList parses comma-separated absolute, clean paths (what is "what" in errors).

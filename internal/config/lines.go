@@ -10,11 +10,23 @@ import (
 // this scanner follows its lexer: comment lines start with '#' or '!', a key ends at unescaped
 // whitespace, ':' or '=', a value continues on the next line after an odd trailing backslash,
 // and escapes (\t, \uXXXX, ...) are decoded in keys. It never fails: on input the library
-// rejects it simply stops.
+// rejects it simply stops. It reads each byte at most twice (see scanner.reads), so its time
+// is linear in the text's length.
 func keyLines(text string) map[string]int {
+	lines, _ := scanKeyLines(text)
+	return lines
+}
+
+// scanKeyLines is keyLines that also returns how many runes the scanner read.
+func scanKeyLines(text string) (map[string]int, int) {
 	lines := map[string]int{}
 	text = strings.TrimPrefix(text, "\uFEFF") // the library drops a UTF-8 byte order mark too
-	sc := scanner{in: text}
+	sc := &scanner{in: text, line: 1}
+	keys := keyScan(sc, lines)
+	return keys, sc.reads
+}
+
+func keyScan(sc *scanner, lines map[string]int) map[string]int {
 	for {
 		// Before a key: skip blank space and empty lines, read comments.
 		r := sc.next()
@@ -32,7 +44,7 @@ func keyLines(text string) map[string]int {
 			continue
 		}
 		sc.backup()
-		start := sc.pos
+		line := sc.line
 		var key strings.Builder
 		for {
 			r = sc.next()
@@ -52,7 +64,7 @@ func keyLines(text string) map[string]int {
 			key.WriteRune(r)
 		}
 		if key.Len() > 0 {
-			lines[key.String()] = 1 + strings.Count(text[:start], "\n")
+			lines[key.String()] = line
 		}
 		if r == eofRune {
 			return lines
@@ -84,12 +96,19 @@ func keyLines(text string) map[string]int {
 
 const eofRune = -1
 
+// scanner reads runes from in and counts lines as it goes: counting them from the start of
+// the text for each key made a large file take quadratic time.
 type scanner struct {
 	in         string
 	pos, width int
+	// line is the 1-based line of pos.
+	line int
+	// reads counts calls of next, for tests that the scan is linear.
+	reads int
 }
 
 func (s *scanner) next() rune {
+	s.reads++
 	if s.pos >= len(s.in) {
 		s.width = 0
 		return eofRune
@@ -97,10 +116,20 @@ func (s *scanner) next() rune {
 	r, w := utf8.DecodeRuneInString(s.in[s.pos:])
 	s.width = w
 	s.pos += w
+	if r == '\n' {
+		s.line++
+	}
 	return r
 }
 
-func (s *scanner) backup() { s.pos -= s.width }
+// backup steps back over the rune next returned last; only once per next.
+func (s *scanner) backup() {
+	s.pos -= s.width
+	if s.width == 1 && s.in[s.pos] == '\n' {
+		s.line--
+	}
+	s.width = 0
+}
 
 func (s *scanner) peek() rune {
 	r := s.next()

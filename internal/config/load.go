@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"regexp"
@@ -190,15 +192,26 @@ func envMap(env []string) map[string]string {
 	return m
 }
 
+// MaxFileSize is the largest properties file Load reads: what a Kubernetes ConfigMap holds.
+const MaxFileSize = 1 << 20
+
 // readFile returns the cr.* keys of the file and the line of each; nil maps when the file is
-// absent and was not named explicitly.
+// absent and was not named explicitly. It reads at most MaxFileSize bytes.
 func readFile(path string, explicit bool) (map[string]string, map[string]int, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, nil
 		}
 		return nil, nil, &Error{File: path, Msg: "cannot read properties file: " + errText(err)}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, nil, &Error{File: path, Msg: "cannot read properties file: " + errText(err)}
+	}
+	if len(data) > MaxFileSize {
+		return nil, nil, &Error{File: path, Msg: fmt.Sprintf("properties file is larger than %d bytes (1 MiB, what a ConfigMap holds)", MaxFileSize)}
 	}
 	vals, lines, perr := parse(data)
 	if perr != nil {
@@ -220,8 +233,20 @@ func errText(err error) string {
 var libLine = regexp.MustCompile(`^properties: Line (\d+): (.*)$`)
 
 // parse reads a properties text with expansion disabled, so values stay as written, and keeps
-// only the cr.* keys.
+// only the cr.* keys. A NUL byte anywhere, or a cr.* value that decodes to one (\u0000), is an
+// error at its line: no key of crwrap takes one, and a path or command would be cut there.
 func parse(data []byte) (vals map[string]string, lines map[string]int, perr *Error) {
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		line := 1 + bytes.Count(data[:i], []byte("\n"))
+		e := &Error{Line: line, Msg: "contains a NUL byte (a properties file is text)"}
+		// Name the key defined on that line, if any.
+		for k, l := range keyLines(string(data[:i])) {
+			if _, known := lookupKey(k); l == line && known {
+				e.Key = k
+			}
+		}
+		return nil, nil, e
+	}
 	defer func() {
 		// The library reports bad input by panicking internally; never let one escape.
 		if r := recover(); r != nil {
@@ -245,6 +270,9 @@ func parse(data []byte) (vals map[string]string, lines map[string]int, perr *Err
 			continue
 		}
 		v, _ := p.Get(k)
+		if strings.ContainsRune(v, 0) {
+			return nil, nil, &Error{Line: all[k], Key: k, Msg: "value contains a NUL character (\\u0000)"}
+		}
 		vals[k] = v
 		lines[k] = all[k]
 	}

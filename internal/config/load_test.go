@@ -29,7 +29,7 @@ func TestLoadDefaults(t *testing.T) {
 		ReadinessTimeout: 10 * time.Minute, CheckpointRefresh: "auto", RestoreFallback: "cold",
 		RestoreVerify: "size", RestoreLazy: true, Command: []string{"app"}, LogFormat: "text", LogLevel: "info",
 		CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20,
-		CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute, RestoreFetch: "full", FetchTimeout: 10 * time.Second,
+		CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute, RootfsSize: 1 << 30, RestoreFetch: "full", FetchTimeout: 10 * time.Second,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
@@ -59,6 +59,8 @@ cr.criu.tcp-established=yes
 cr.log.format=json
 cr.log.level=debug
 cr.metrics.address=:9090
+cr.container.user=app:staff
+cr.container.rootfs-size=256Mi
 other.key=ignored ${nope
 `
 	tests := []struct {
@@ -78,7 +80,7 @@ other.key=ignored ${nope
 				Command:  []string{"sh", "-c", `echo "hi there"; exit 7`, "a b"},
 				Template: "/etc/crwrap/config.json.tmpl", Mounts: []string{"/data", "/var/cache/app"},
 				CRIUPath: "/opt/criu/criu", TCPEstablished: true, LogFormat: "json", LogLevel: "debug",
-				MetricsAddress: ":9090", File: s.File,
+				MetricsAddress: ":9090", User: "app:staff", RootfsSize: 256 << 20, File: s.File,
 				CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20,
 				CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute, RestoreFetch: "full", FetchTimeout: 10 * time.Second,
 			}

@@ -105,6 +105,11 @@ type Settings struct {
 	// DecryptionKey is cr.checkpoint.decryption-key: the PEM private key of EncryptionKey, which
 	// decrypts pulled layers.
 	DecryptionKey string
+	// User is cr.container.user: USER or USER:GROUP the app runs as ("" for crwrap's own, root).
+	User string
+	// RootfsSize is cr.container.rootfs-size in bytes: what the app may write to its root
+	// filesystem (a tmpfs under its overlay).
+	RootfsSize int64
 
 	// File is the properties file that was read ("" when none was).
 	File string

@@ -28,6 +28,9 @@ type Runtime struct {
 	Root string
 	// Log receives libcontainer and cleanup messages.
 	Log *logrus.Entry
+	// CRIUVersion is the version of the "criu" on PATH ("4.2.1"), when known: libcontainer is
+	// then told it instead of starting CRIU once more to ask (see criuversion.go).
+	CRIUVersion string
 }
 
 // Config is what a container is made of.
@@ -81,6 +84,11 @@ func (r *Runtime) create(cfg Config) (*Container, error) {
 	if err != nil {
 		r.unlockID(cfg.ID, lock)
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	if r.CRIUVersion != "" {
+		if v, err := libcontainerVersion(r.CRIUVersion); (err != nil || !presetCRIUVersion(c, v)) && r.Log != nil {
+			r.Log.WithField("criu_version", r.CRIUVersion).Debug("libcontainer will ask CRIU for its version")
+		}
 	}
 	s, err := newStdio(cfg.Stdout, cfg.Stderr)
 	if err != nil {

@@ -21,22 +21,41 @@ type Rootfs struct {
 	dir   string
 	lower string
 	upper string
+	tmpfs bool
 }
 
 // Prepare builds a root filesystem for the app under dir (which it creates), from the
-// pod's root "/". dir must be on a filesystem that can hold an overlay upper layer
-// (tmpfs, ext4, xfs; not overlay or FUSE).
-func Prepare(dir string) (*Rootfs, error) {
+// pod's root "/". The app's writes go to an overlay upper layer on a tmpfs of size bytes
+// mounted on dir: past it they fail with ENOSPC (size 0: no tmpfs of its own; dir must then
+// be on a filesystem that can hold an upper layer: tmpfs, ext4, xfs; not overlay or FUSE).
+func Prepare(dir string, size int64) (*Rootfs, error) {
 	r := &Rootfs{
 		dir:   dir,
 		lower: filepath.Join(dir, "lower"),
 		upper: filepath.Join(dir, "upper"),
 		Path:  filepath.Join(dir, "rootfs"),
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	if size > 0 {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("mode=0700,size=%d", size)); err != nil {
+			return nil, fmt.Errorf("mount a tmpfs of %d bytes for the app's root filesystem on %s: %w", size, dir, err)
+		}
+		r.tmpfs = true
+	}
 	for _, d := range []string{r.lower, r.upper, filepath.Join(dir, "work"), r.Path} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			r.Release()
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
+	}
+	// The merged root directory takes the upper directory's owner and mode: keep the pod
+	// root's, or an app that is not root could not even look up a path.
+	var st unix.Stat_t
+	if err := unix.Stat("/", &st); err == nil {
+		_ = unix.Chown(r.upper, int(st.Uid), int(st.Gid))
+		_ = unix.Chmod(r.upper, st.Mode&0o7777)
 	}
 	// Non-recursive: the pod's /proc, /dev, volumes, the checkpoint hostPath stay out.
 	if err := unix.Mount("/", r.lower, "", unix.MS_BIND, ""); err != nil {
@@ -75,7 +94,11 @@ func (r *Rootfs) Upper() string { return r.upper }
 // Release unmounts everything Prepare mounted and removes dir. The app must be gone.
 func (r *Rootfs) Release() error {
 	var errs []error
-	for _, m := range []string{r.Path, r.lower} {
+	mounts := []string{r.Path, r.lower}
+	if r.tmpfs {
+		mounts = append(mounts, r.dir)
+	}
+	for _, m := range mounts {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
 		}

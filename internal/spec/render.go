@@ -139,7 +139,7 @@ func lineAt(b []byte, off int64) int {
 var RequiredMounts = []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"}
 
 // Validate checks what crwrap relies on: ociVersion set; root.path equal to in.Rootfs and
-// absolute; process args non-empty and cwd absolute; every mount destination absolute; the
+// absolute; process args non-empty, cwd absolute, user in.UID:in.GID; every mount destination absolute; the
 // RequiredMounts present; no network namespace (the app shares the pod's network).
 func Validate(s *specs.Spec, in Input) error {
 	if s.Version == "" {
@@ -162,6 +162,10 @@ func Validate(s *specs.Spec, in Input) error {
 	}
 	if !path.IsAbs(s.Process.Cwd) {
 		return fmt.Errorf("process.cwd %q is not absolute", s.Process.Cwd)
+	}
+	if u := s.Process.User; u.UID != in.UID || u.GID != in.GID {
+		// A template that ignores .UID/.GID would silently run the app as another user.
+		return fmt.Errorf("process.user is %d:%d, want %d:%d (cr.container.user, else crwrap's user): use .UID and .GID", u.UID, u.GID, in.UID, in.GID)
 	}
 	have := map[string]bool{}
 	for i, m := range s.Mounts {

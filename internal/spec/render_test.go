@@ -181,6 +181,8 @@ func TestRenderBad(t *testing.T) {
 			`template my.tmpl: rendered spec: process.args is empty`},
 		{"relative cwd", minimal, func(in *Input) { in.Cwd = "srv" },
 			`template my.tmpl: rendered spec: process.cwd "srv" is not absolute`},
+		{"template ignores the user", minimal, func(in *Input) { in.UID, in.GID = 1000, 1001 },
+			`template my.tmpl: rendered spec: process.user is 0:0, want 1000:1001 (cr.container.user, else crwrap's user): use .UID and .GID`},
 		{"no linux", strings.Replace(minimal, `"linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}`, `"hostname": "x"`, 1), nil,
 			`template my.tmpl: rendered spec: linux is not set`},
 	}

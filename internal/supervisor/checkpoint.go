@@ -33,11 +33,21 @@ func (s *Supervisor) identity() checkpoint.App {
 	return checkpoint.App{Args: s.Settings.Command, TemplateDigest: s.Template.Digest(), Mounts: s.Settings.Mounts}
 }
 
-// checkpoint: start, ready, warm up, dump, publish, then idle (or exit).
-func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
+// checkpoint: start, ready, warm up, dump, publish, then idle (or exit). A terminating
+// signal before the publication ends it with 128+N and nothing published (see interrupted);
+// one during the dump lets CRIU finish (stopping it half-way could leave the app frozen),
+// then the new version is discarded.
+func (s *Supervisor) checkpoint(ctx context.Context) (code int, err error) {
+	defer func() {
+		if c, ok := s.interrupted(ctx, "checkpointing"); ok && err != nil {
+			code, err = c, nil
+		}
+	}()
 	st := s.store()
 	lockStart := time.Now()
-	w, err := st.Lock()
+	w, err := st.LockContext(ctx, func() {
+		s.Log.WithField("checkpoint", st.Path()).Info("waiting for another checkpointer of this name to finish")
+	})
 	if err != nil {
 		return 1, err
 	}
@@ -49,6 +59,7 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 			s.Log.WithFields(logrus.Fields{"phase": "keep", "checkpoint": st.Path()}).
 				Info("an intact checkpoint of this app made on this host exists: keeping it (cr.checkpoint.refresh=auto)")
 			s.startPush(ctx, st)
+			w.Unlock() // idle without holding the name: another checkpointer may refresh it
 			return s.idle(ctx)
 		} else if !errors.Is(reason, checkpoint.ErrNotFound) {
 			s.Log.WithFields(logrus.Fields{"checkpoint": st.Path(), "reason": reason.Error()}).Info("checkpointing again")
@@ -73,6 +84,9 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 		}
 		s.phase("warmup", t, nil)
 	}
+	if err := context.Cause(ctx); err != nil {
+		return 1, fmt.Errorf("checkpoint %s: nothing published: %w", st.Path(), err)
+	}
 	tmp, err := w.NewVersion()
 	if err != nil {
 		return 1, err
@@ -81,6 +95,9 @@ func (s *Supervisor) checkpoint(ctx context.Context) (int, error) {
 	// until the checkpoint is published: a failure at any step before that thaws it, and
 	// the checkpoint pod keeps its app.
 	size, err := s.dump(ctx, a, tmp)
+	if err == nil {
+		err = context.Cause(ctx) // terminated during the dump: nothing is published
+	}
 	t := time.Now()
 	if err == nil {
 		err = w.Publish(tmp)

@@ -54,7 +54,7 @@ func (s *Supervisor) endFetch() {
 		return
 	}
 	f.cancel()
-	f.stream()
+	f.unmount(s.Log)
 	select {
 	case <-f.done:
 	case <-time.After(10 * time.Second):

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,6 +57,11 @@ func (s *Supervisor) restore(ctx context.Context) (int, error) {
 	defer s.endFetch() // lazyfetch.go: nothing half-fetched outlives crwrap
 	a, err := s.tryRestore(ctx, begin)
 	if err != nil {
+		// A pod being deleted while it waits for a checkpoint, or for the restored app to be
+		// ready, stops: starting the app cold then would only delay its end.
+		if code, ok := s.interrupted(ctx, "restoring"); ok {
+			return code, nil
+		}
 		err = s.fetchFailure(err) // lazyfetch.go: a failed lazy fetch is the reason
 		reason := reasonOf(err)
 		s.Metrics.IncRestoreFallback(reason)
@@ -94,39 +100,70 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	if err != nil {
 		return nil, err
 	}
-	held := false // a lazy restore keeps the checkpoint held until all pages are in
+	// A lazy restore keeps the checkpoint held until all pages are in (watchLazyPages).
+	release := sync.OnceFunc(func() { r.Close() })
+	held := false
 	defer func() {
 		if !held {
-			r.Close()
+			release()
 			s.fetch.unmount(s.Log) // lazyfetch.go: CRIU is done reading the images
 		}
 	}()
 
-	a, lz, err := s.restoreOnce(r, s.Settings.RestoreLazy)
-	if err != nil && s.Settings.RestoreLazy {
+	m := r.Manifest
+	lazy := s.Settings.RestoreLazy
+	if lazy && s.lazyFailedBefore(r.Dir, m.Created) {
+		s.Log.WithFields(logrus.Fields{"checkpoint": r.Dir, "mark": s.lazyFailureMark(r.Dir, m.Created)}).
+			Warn("a lazy restore of this checkpoint failed on this node before: restoring with all memory loaded first")
+		lazy = false
+	}
+	var a *app
+	var lazyErr error
+	for {
+		var lz *lazyPages
+		a, lz, err = s.restoreOnce(r, lazy)
+		daemonFailed, appDied := false, false
+		if err == nil {
+			if lz != nil {
+				go s.watchLazyPages(a, lz, release, r.Dir, m.Created)
+			}
+			if _, err = s.waitReady(ctx, a, begin, "restore"); err != nil {
+				daemonFailed = lz != nil && isDone(lz.done) && lz.err != nil
+				// An app that dies before it is ready after a lazy restore may have met
+				// memory the daemon could not deliver: it is tried once more, eagerly.
+				appDied = lz != nil && isDone(a.exited)
+				s.release(a)
+				lz.stop() // not left to watchLazyPages: nothing of the attempt outlives tryRestore
+			}
+		}
+		if err == nil {
+			held = lz != nil
+			a.lazy = lz
+			break
+		}
+		if !lazy || ctx.Err() != nil || (lz != nil && !daemonFailed && !appDied) {
+			return nil, err
+		}
 		// Lazy restore needs userfaultfd and CRIU's lazy-pages daemon (a seccomp profile, an
-		// old kernel or missing privileges can stand in the way); memory loaded up front still
-		// beats a cold start. A damaged checkpoint fails this second try too.
+		// old kernel or missing privileges can stand in the way, or the daemon dies before the
+		// app is ready); memory loaded up front still beats a cold start. A damaged
+		// checkpoint fails this second try too.
 		s.Log.WithError(err).Warn("lazy restore failed; restoring with all memory loaded first")
-		a, lz, err = s.restoreOnce(r, false)
+		lazy = false
+		if !daemonFailed {
+			lazyErr = err // (a daemon that died was remembered by watchLazyPages)
+		}
 	}
-	if err != nil {
-		return nil, err
+	if lazyErr != nil {
+		// Only lazy restores fail here: the next pod need not try.
+		s.rememberLazyFailure(r.Dir, m.Created, lazyErr)
 	}
-	s.keepKdat() // remote.go: for the next pod on a node that has no checkpoint of its own
-	if lz != nil {
-		held = true
-		go s.watchLazyPages(a, lz, r)
-	}
-	if _, err := s.waitReady(ctx, a, begin, "restore"); err != nil {
-		s.release(a)
-		return nil, err
-	}
+	s.keepKdat()   // remote.go: for the next pod on a node that has no checkpoint of its own
 	s.fetchReady() // lazyfetch.go: logs what was fetched; the rest of the pages may stream in now
 	// The guard is started only now: its start-up would compete for the CPU with the restored
 	// app becoming ready; until then a killed crwrap's leftovers are removed by the next start.
 	go s.guard(a)
-	s.summary("restored", logrus.Fields{"checkpoint": st.Path(), "total_ms": time.Since(begin).Milliseconds(), "lazy": lz != nil})
+	s.summary("restored", logrus.Fields{"checkpoint": st.Path(), "total_ms": time.Since(begin).Milliseconds(), "lazy": held})
 	return a, nil
 }
 
@@ -162,20 +199,38 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 			return nil, nil, err
 		}
 	}
+	watch := watchRestore(lz, s.Settings.ReadinessTimeout)
 	release := s.Reaper.Hold()
 	c, err := s.Runtime.Restore(container.Config{ID: a.id, Spec: a.spec, Stdout: s.Stdout, Stderr: s.Stderr},
 		s.restoreOptions(images, work, lazy))
+	ended := watch.finish()
 	if err == nil {
 		s.protect(c)
 	}
 	release()
 	keepCRIULog(work, "restore.log")
 	if err != nil {
+		if ended != "" {
+			err = fmt.Errorf("%s: %w", ended, err)
+		}
 		return nil, nil, fmt.Errorf("%w%s", err, criuLogTail(filepath.Join(work, "restore.log")))
 	}
 	a.c = c
 	go s.await(a)
 	fields := logrus.Fields{"checkpoint": r.Dir, "container": a.id, "lazy": lazy}
+	if lz != nil {
+		n, herr := lz.holdFaults()
+		if n == 0 && isDone(lz.done) && lz.err != nil {
+			// The daemon died before crwrap held its userfaultfds: the app's missing pages now
+			// read as zeros. Not an app to serve from.
+			err = fmt.Errorf("CRIU lazy-pages failed as the app resumed: %w", lz.err)
+			return nil, nil, err
+		}
+		if herr != nil {
+			s.Log.WithError(herr).Warn("lazy restore: should CRIU's lazy-pages daemon die, the app may briefly see zeros for memory not yet loaded")
+		}
+		fields["userfaultfds"] = n
+	}
 	if st, err := readRestoreStats(work); err == nil {
 		fields["criu_restore_ms"] = st.RestoreTime.Milliseconds()
 		fields["criu_forking_ms"] = st.ForkingTime.Milliseconds()
@@ -238,7 +293,7 @@ func (s *Supervisor) find(ctx context.Context, st checkpoint.Store) (*checkpoint
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("wait for a checkpoint at %s: %w", st.Path(), context.Cause(ctx))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

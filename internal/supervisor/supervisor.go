@@ -17,6 +17,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/crwrap/crwrap/internal/config"
 	"github.com/crwrap/crwrap/internal/container"
@@ -72,6 +73,55 @@ type Supervisor struct {
 	began    time.Time
 	// fetch is the lazy fetch of the checkpoint being restored (lazyfetch.go), or nil.
 	fetch *lazyFetch
+	// signals are the Signals that reach the app (or idle), routed by routeSignals.
+	signals chan os.Signal
+}
+
+// Interrupted is the cause of Run's context once crwrap got a terminating signal (SIGTERM,
+// SIGINT, SIGQUIT). Before the app is served (checkpoint: until the checkpoint is published;
+// restore: until the restored app is ready) that ends the mode: nothing is published, nothing
+// is started cold, and crwrap exits with 128+N as the app would have, had the signal killed
+// it. Once the app is served, the signal is forwarded to it as always.
+type Interrupted struct{ Signal syscall.Signal }
+
+func (e *Interrupted) Error() string { return "terminated by " + unix.SignalName(e.Signal) }
+
+// interrupted returns the exit code for a mode ended by a terminating signal.
+func (s *Supervisor) interrupted(ctx context.Context, during string) (int, bool) {
+	var in *Interrupted
+	if !errors.As(context.Cause(ctx), &in) {
+		return 0, false
+	}
+	code := 128 + int(in.Signal)
+	fields := logrus.Fields{"phase": "terminated", "signal": unix.SignalName(in.Signal), "status": code}
+	s.timeline.mu.Lock()
+	if n := len(s.timeline.phases); n > 0 {
+		fields["after_phase"] = s.timeline.phases[n-1]
+	}
+	s.timeline.mu.Unlock()
+	s.Log.WithFields(fields).Warnf("%s while %s: stopped, nothing left behind", in.Error(), during)
+	return code, true
+}
+
+// routeSignals passes Signals on to s.signals until done is closed; the first terminating
+// one also cancels ctx with an *Interrupted cause, so that whatever crwrap waits for
+// (the writer lock, readiness, warm-up, cr.restore.wait) ends at once.
+func (s *Supervisor) routeSignals(cancel context.CancelCauseFunc, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case sig := <-s.Signals:
+			if n, ok := sig.(syscall.Signal); ok && isTerminating(sig) {
+				cancel(&Interrupted{Signal: n})
+			}
+			select {
+			case s.signals <- sig:
+			default:
+				s.Log.WithField("signal", sig.String()).Warn("too many signals queued: dropping one")
+			}
+		}
+	}
 }
 
 // app is one prepared or running app container.
@@ -81,6 +131,8 @@ type app struct {
 	fs   *rootfs.Rootfs
 	spec *specs.Spec
 	c    *container.Container
+	// lazy is the lazy-pages daemon of a lazy restore (nil when none).
+	lazy *lazyPages
 	// started is when the app was started.
 	started time.Time
 	// exited is closed when the app has exited and status is set.
@@ -98,6 +150,13 @@ func newID() string {
 // Run runs the configured mode and returns the exit code crwrap should exit with.
 func (s *Supervisor) Run(ctx context.Context) (int, error) {
 	s.began = time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s.signals = make(chan os.Signal, 16)
+	done := make(chan struct{})
+	defer close(done)
+	go s.routeSignals(cancel, done)
+
 	if removed, err := s.Runtime.CleanupStale(); err != nil {
 		s.Log.WithError(err).Warn("could not remove everything an earlier crwrap left behind")
 	} else if len(removed) > 0 {
@@ -105,6 +164,9 @@ func (s *Supervisor) Run(ctx context.Context) (int, error) {
 	}
 	switch s.Settings.Mode {
 	case config.ModeCheckpoint:
+		if err := s.canDumpUser(); err != nil {
+			return 1, err
+		}
 		return s.checkpoint(ctx)
 	case config.ModeRestore:
 		return s.restore(ctx)
@@ -118,7 +180,7 @@ func (s *Supervisor) prepare() (*app, error) {
 	start := time.Now()
 	a := &app{id: newID(), exited: make(chan struct{})}
 	a.dir = filepath.Join(s.WorkRoot, a.id)
-	fs, err := rootfs.Prepare(filepath.Join(a.dir, "fs"))
+	fs, err := rootfs.Prepare(filepath.Join(a.dir, "fs"), s.Settings.RootfsSize)
 	if err != nil {
 		return nil, err
 	}
@@ -151,23 +213,23 @@ func (s *Supervisor) render(id, root string) (*specs.Spec, error) {
 			etc = append(etc, f)
 		}
 	}
-	var gids []uint32
-	if groups, err := os.Getgroups(); err == nil {
-		for _, g := range groups {
-			if g != os.Getgid() {
-				gids = append(gids, uint32(g))
-			}
-		}
+	u, err := s.user()
+	if err != nil {
+		return nil, err
+	}
+	env := appEnv(s.Env)
+	if s.Settings.User != "" {
+		env = withHome(env, u.Home)
 	}
 	in := spec.Input{
 		ID:             id,
 		Rootfs:         root,
 		Args:           s.Settings.Command,
-		Env:            appEnv(s.Env),
+		Env:            env,
 		Cwd:            cwd,
-		UID:            uint32(os.Getuid()),
-		GID:            uint32(os.Getgid()),
-		AdditionalGids: gids,
+		UID:            u.UID,
+		GID:            u.GID,
+		AdditionalGids: u.AdditionalGids,
 		Hostname:       host,
 		EtcFiles:       etc,
 		Mounts:         s.Settings.Mounts,
@@ -178,6 +240,82 @@ func (s *Supervisor) render(id, root string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("render %s: %w", s.Template.Name, err)
 	}
 	return sp, nil
+}
+
+// user is who the app runs as: cr.container.user looked up in the app's /etc/passwd and
+// /etc/group (the pod's: the app's root filesystem is the pod's), else crwrap's own user.
+func (s *Supervisor) user() (spec.User, error) {
+	if s.Settings.User == "" {
+		u := spec.User{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+		if groups, err := os.Getgroups(); err == nil {
+			for _, g := range groups {
+				if g != os.Getgid() {
+					u.AdditionalGids = append(u.AdditionalGids, uint32(g))
+				}
+			}
+		}
+		return u, nil
+	}
+	var passwd, group io.Reader
+	if f, err := os.Open("/etc/passwd"); err == nil {
+		defer f.Close()
+		passwd = f
+	}
+	if f, err := os.Open("/etc/group"); err == nil {
+		defer f.Close()
+		group = f
+	}
+	u, err := spec.ResolveUser(s.Settings.User, passwd, group)
+	if err != nil {
+		return spec.User{}, &config.Error{File: s.Settings.File, Key: config.KeyContainerUser, Msg: err.Error() + " in the image's /etc/passwd and /etc/group"}
+	}
+	return u, nil
+}
+
+// canDumpUser fails early when the app is to run as another user than crwrap and crwrap
+// lacks CAP_SYS_RESOURCE: CRIU reads the app's resource limits (prlimit), which the kernel
+// allows across users only with it, so the dump would fail after the app's whole warm-up.
+func (s *Supervisor) canDumpUser() error {
+	if s.Settings.User == "" {
+		return nil
+	}
+	u, err := s.user()
+	if err != nil {
+		return err
+	}
+	if int(u.UID) == os.Geteuid() || hasCapability(unix.CAP_SYS_RESOURCE) {
+		return nil
+	}
+	return fmt.Errorf("checkpoint an app that runs as uid %d (cr.container.user=%s): CRIU needs CAP_SYS_RESOURCE to read its resource limits, and crwrap does not have it: add it to the pod's securityContext.capabilities", u.UID, s.Settings.User)
+}
+
+// hasCapability reports whether this process has capability c in its effective set.
+func hasCapability(c int) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<uint(c)) != 0
+		}
+	}
+	return false
+}
+
+// withHome sets HOME to the app user's home directory (when it has one in passwd).
+func withHome(env []string, home string) []string {
+	if home == "" {
+		return env
+	}
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "HOME=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "HOME="+home)
 }
 
 // appEnv drops what belongs to crwrap and libcontainer from the app's environment, and turns
@@ -262,6 +400,7 @@ func (s *Supervisor) release(a *app) {
 			s.Log.WithError(err).Warn("clean up container")
 		}
 	}
+	a.lazy.stop() // not left to watchLazyPages: crwrap may exit first, and the daemon would stay
 	if a.fs != nil {
 		if err := a.fs.Release(); err != nil {
 			s.Log.WithError(err).Warn("clean up root filesystem")
@@ -314,7 +453,7 @@ func (s *Supervisor) serve(ctx context.Context, a *app) (int, error) {
 	killedBy := 0
 	for {
 		select {
-		case sig := <-s.Signals:
+		case sig := <-s.signals:
 			s.Log.WithField("signal", sig.String()).Debug("forwarding signal to the app")
 			if err := a.c.Signal(sig); err != nil {
 				s.Log.WithError(err).Warn("forward signal")
@@ -392,7 +531,7 @@ func (s *Supervisor) run(ctx context.Context, mode string) (int, error) {
 	defer s.release(a)
 	go func() {
 		_, err := s.waitReady(ctx, a, begin, mode)
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && ctx.Err() == nil {
 			s.Log.WithError(err).Warn("readiness")
 		}
 		if err == nil && mode == "cold" {

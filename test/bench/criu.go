@@ -118,3 +118,13 @@ func duBytes(dir string) (int64, error) {
 	})
 	return n, err
 }
+
+// restoreStats reads stats-restore of a CRIU work directory.
+func restoreStats(dir string) (*stats.RestoreStatsEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return stats.CriuGetRestoreStats(f)
+}

@@ -36,8 +36,10 @@ type Config struct {
 	Conc     []int // concurrent restores
 	ConcSize int   // MiB of heap of the concurrency runs
 	Poll     time.Duration
-	Root     string // checkpoint root; a temporary directory when empty
-	Keep     bool   // keep the checkpoints
+	Root     string   // checkpoint root; a temporary directory when empty
+	Keep     bool     // keep the checkpoints
+	Peers    []string // peer runtimes measured side by side (PeerNames)
+	Burst    int      // restores started within one second (0: none)
 	Log      io.Writer
 }
 
@@ -71,14 +73,19 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the checkpoints")
 	quick := flag.Bool("quick", false, "smoke run: -sizes 16 -warmup 1s -reps 1 -conc 1,2")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
+	burst := flag.Int("burst", 16, "restores of -conc-size started within one second (0 for none)")
+	peerList := flag.String("peers", "runc,podman", "peer runtimes run side by side on the same app and CRIU (\"\" for none)")
 	flag.Parse()
 	if *quick {
-		*sizes, *warmup, *reps, *conc, *concSize = "16", time.Second, 1, "1,2", 16
+		*sizes, *warmup, *reps, *conc, *concSize, *burst = "16", time.Second, 1, "1,2", 16, 3
 	}
-	cfg := Config{Warmup: *warmup, Reps: *reps, ConcSize: *concSize, Poll: *poll, Root: *root, Keep: *keep, Log: os.Stderr}
+	cfg := Config{Burst: *burst, Warmup: *warmup, Reps: *reps, ConcSize: *concSize, Poll: *poll, Root: *root, Keep: *keep, Log: os.Stderr}
 	var err error
 	if cfg.Sizes, err = parseInts(*sizes); err == nil {
 		cfg.Conc, err = parseInts(*conc)
+	}
+	if err == nil {
+		cfg.Peers, err = parsePeers(*peerList)
 	}
 	if err != nil || cfg.Reps < 1 {
 		fmt.Fprintln(os.Stderr, "bench:", err, "(reps must be >= 1)")

@@ -66,7 +66,9 @@ type Results struct {
 	Duration time.Duration
 	Sizes    []SizeResult
 	Conc     []ConcResult
-	Failures []string // failed attempts that were retried
+	Failures []string          // failed attempts that were retried
+	Peers    map[string]string // peer runtime -> its version, or why it did not run
+	Burst    *BurstResult
 }
 
 func writeJSON(path string, r *Results) error {
@@ -179,6 +181,12 @@ func Run(cfg Config) (*Results, error) {
 	if b.port, err = freePort(); err != nil {
 		return nil, err
 	}
+	ps, err := b.setupPeers(cfg.Peers)
+	if err != nil {
+		return nil, err
+	}
+	defer ps.close()
+	res.Peers = ps.info
 	res.Command = "crwrap run|checkpoint|restore --config <props> -- " + strings.Join(b.appArgs(0)[1:], " ")
 	res.Command = strings.Replace(res.Command, "-heap 0", "-heap M", 1)
 
@@ -223,6 +231,15 @@ func Run(cfg Config) (*Results, error) {
 				finish()
 				return res, fmt.Errorf("registry, %d MiB: %w", m, err)
 			}
+			b.logf("rep %d/%d, %d MiB: restore after %v idle", rep, cfg.Reps, m, idlePause)
+			if err := b.idleRestore(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("idle restore, %d MiB: %w", m, err)
+			}
+			if err := ps.measure(m, s); err != nil {
+				finish()
+				return res, fmt.Errorf("%d MiB: %w", m, err)
+			}
 		}
 	}
 	finish()
@@ -248,7 +265,7 @@ func Run(cfg Config) (*Results, error) {
 			_ = netnsDel(ns)
 		}
 	}()
-	for i := 0; i < maxN; i++ {
+	for i := 0; i < max(maxN, cfg.Burst); i++ {
 		ns := fmt.Sprintf("crwrap-bench-%d-%d", os.Getpid(), i)
 		if err := netnsAdd(ns); err != nil {
 			return res, err
@@ -274,9 +291,27 @@ func Run(cfg Config) (*Results, error) {
 				finishConc()
 				return res, fmt.Errorf("%d concurrent restores: %w", n, err)
 			}
+			if n == maxN && n > admitSlots() {
+				b.logf("rep %d/%d: %d restores of %d MiB, %d at a time", rep, cfg.Reps, n, cfg.ConcSize, admitSlots())
+				if err := b.concurrentAdmitted(cfg.ConcSize, nss[:n], admitSlots(), cr[n].Samples); err != nil {
+					finishConc()
+					return res, fmt.Errorf("%d admitted restores: %w", n, err)
+				}
+			}
 		}
 	}
 	finishConc()
+	if cfg.Burst > 0 {
+		bu := &BurstResult{N: cfg.Burst, MiB: cfg.ConcSize, Within: time.Second, Samples: Samples{}}
+		for rep := 1; rep <= cfg.Reps; rep++ {
+			b.logf("rep %d/%d: %d restores of %d MiB started within %v", rep, cfg.Reps, bu.N, bu.MiB, bu.Within)
+			if err := b.burst(cfg.ConcSize, nss[:bu.N], bu.Within, bu.Samples); err != nil {
+				return res, fmt.Errorf("burst of %d restores: %w", bu.N, err)
+			}
+		}
+		bu.Med = bu.Samples.Medians()
+		res.Burst = bu
+	}
 	return res, nil
 }
 
@@ -315,6 +350,9 @@ func (b *bench) cold(mib int, s Samples) error {
 	s.add("cold_ms", outside)
 	s.add("cold_logged_ms", logged)
 	s.add("cold_start_phase_ms", p.phaseMS("start"))
+	if err := b.afterReady("warm", s); err != nil {
+		return err
+	}
 	if code := p.stop(30 * time.Second); code != 0 {
 		return fmt.Errorf("crwrap run exited %d after SIGTERM\n%s", code, p.tail())
 	}
@@ -422,6 +460,9 @@ func (b *bench) restore(mib int, s Samples) error {
 		return err
 	}
 	defer p.stop(30 * time.Second)
+	if err := b.afterReady("lazy", s); err != nil {
+		return err
+	}
 	ready, _ := p.phase("ready")
 	logged, _ := ready.num("time_to_ready_ms")
 	s.add("restore_ms", outside)
@@ -455,9 +496,11 @@ func (b *bench) restore(mib int, s Samples) error {
 		s.add("criu_log_total_ms", c.LogTotalMS)
 		s.add("criu_log_fork_ms", c.LogForkMS)
 		s.add("criu_log_mntns_ms", c.LogMountNSMS)
+		s.add("r_beyond_criu_log_ms", p.phaseMS("restore")-c.LogTotalMS)
 		s.add("overhead_ms", outside-c.RestoreMS)
 		s.add("r_restore_beyond_criu_ms", p.phaseMS("restore")-c.RestoreMS)
 	}
+	b.lazyLoaded(p, p.started.Add(time.Duration(outside*float64(time.Millisecond))), s)
 	if code := p.stop(30 * time.Second); code != 0 {
 		return fmt.Errorf("crwrap restore exited %d after SIGTERM\n%s", code, p.tail())
 	}
@@ -478,9 +521,17 @@ func (b *bench) eagerRestore(mib int, s Samples) error {
 	}
 	defer p.stop(30 * time.Second)
 	s.add("eager_restore_ms", outside)
+	if err := b.afterReady("eager", s); err != nil {
+		return err
+	}
+	s.add("eager_restore_phase_ms", p.phaseMS("restore"))
 	if rst, ok := p.phase("restore"); ok {
 		if v, ok := rst.num("criu_restore_ms"); ok {
 			s.add("eager_criu_restore_ms", v)
+		}
+		if c, err := readCRIURestore(p.cmd.Process.Pid, rst.str("container")); err == nil {
+			s.add("eager_criu_log_total_ms", c.LogTotalMS)
+			s.add("eager_beyond_criu_log_ms", p.phaseMS("restore")-c.LogTotalMS)
 		}
 	}
 	return nil

@@ -3,7 +3,8 @@
 //	testapp serve ADDR [flags]   HTTP server: /ready (after -warmup), /value (a random value drawn
 //	                             at warm-up), /heap (is the heap what warm-up wrote: "intact=true"),
 //	                             /file?path=P (reads P now), /echo?msg=M (prints M
-//	                             to stdout and stderr), /counter (increments in memory)
+//	                             to stdout and stderr), /counter (increments in memory),
+//	                             /touch?pages=N (reads N random heap pages)
 //	testapp signals              prints "ready", then "got <SIGNAME>" for each signal; exits
 //	                             with 10+signo after SIGTERM
 //	testapp orphan               starts a grandchild that outlives its parent, then waits
@@ -119,6 +120,7 @@ func serve(args []string) {
 		d := heapDigest()
 		fmt.Fprintf(rw, "%d MiB intact=%t", len(heap), d == digest)
 	})
+	mux.HandleFunc("/touch", touchHandler(&ready))
 	mux.HandleFunc("/counter", func(rw http.ResponseWriter, r *http.Request) { fmt.Fprint(rw, counter.Add(1)) })
 	mux.HandleFunc("/file", func(rw http.ResponseWriter, r *http.Request) {
 		b, err := os.ReadFile(r.URL.Query().Get("path"))
