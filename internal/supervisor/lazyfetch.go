@@ -67,7 +67,7 @@ func (s *Supervisor) endFetch() {
 // hashing do not take the CPU from the restore.
 const streamDelay = 2 * time.Second
 
-// ready logs what the lazy fetch had fetched when the restored app became ready, and lets
+// fetchReady logs what the lazy fetch had fetched when the restored app became ready, and lets
 // the background stream start (nil-safe).
 func (s *Supervisor) fetchReady() {
 	f := s.fetch
