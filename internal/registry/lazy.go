@@ -335,9 +335,24 @@ func (f *LazyFile) ensure(i int64) error {
 			return nil
 		case <-f.p.failed:
 			return f.p.err
+		case <-time.After(streamWait):
+			// A stream that does not bring a reserved chunk soon (a slow or hanging registry)
+			// does not hold the reader up: unless the stream took it meanwhile, it is fetched
+			// here, and the waiters on c are woken as usual.
+			f.mu.Lock()
+			if f.wait[i] == c && f.reserved[i] {
+				f.reserved[i] = false
+				f.mu.Unlock()
+				f.p.demand.Add(1)
+				return f.fetch(i, i+1)
+			}
+			f.mu.Unlock()
 		}
 	}
 }
+
+// streamWait is how long a reader waits for the stream to bring a reserved chunk.
+const streamWait = 100 * time.Millisecond
 
 // claim marks up to n missing chunks from i on as being fetched (f.mu held); chunk i must be
 // missing.
@@ -390,7 +405,8 @@ func (f *LazyFile) take(body io.Reader, lo, hi int64, progress func(), whole has
 			f.mu.Lock()
 			f.next = i + 1
 			switch {
-			case f.reserved[i]: // a reader waits for the stream to bring it
+			case f.reserved[i]: // a reader waits for the stream to bring it: the stream owns it now
+				f.reserved[i] = false
 			case f.wait[i] != nil: // in, or a reader's own fetch brings it
 				f.mu.Unlock()
 				continue

@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,4 +160,106 @@ func (r *testRegistry) rangeGets(digest string) int {
 		}
 	}
 	return n
+}
+
+// The registry hangs the stream of the rest of the page image but still answers the small
+// ranges: the readers fetch what they need by range, so the app gets all its memory (each
+// chunk verified) and keeps serving; the stream's stall fails only the cache fill, which leaves
+// nothing in the cache.
+func TestLazyFetchStreamStalls(t *testing.T) {
+	a := newTestApp(t, "-warmup", "200ms", "-heap", "128")
+	reg := startRegistry(t, registryOptions{})
+	want, push := newNode(t).checkpoint(a, reg.repo(), reg.env())
+	pages := pagesBlob(t, reg, push.Str("image"))
+	px := startProxy(t, reg.addr)
+	px.blob = func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		var from, to int64
+		if strings.HasSuffix(r.URL.Path, pages) {
+			if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &from, &to); err == nil && to-from+1 > 2<<20 {
+				<-r.Context().Done() // the stream hangs
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	}
+	n := newNode(t)
+	p := n.restoreReady(a, px.repo(), reg.env(), lazyProps...)
+	harness.AssertRestored(t, p)
+	harness.WaitLog(t, p, "phase", "lazy-pages", time.Minute)
+	harness.WaitLog(t, p, "phase", "fetch", time.Minute)
+	if e := findLog(p, "phase", "fetch"); !strings.Contains(e.Str("error"), "stalled") {
+		t.Errorf("phase=fetch %v, want the stream's stall", e)
+	}
+	if got := harness.MustGet(t, a.url(""), "/heap"); got != "128 MiB intact=true" {
+		t.Errorf("/heap = %q", got)
+	}
+	if got := harness.MustGet(t, a.url(""), "/value"); got != want {
+		t.Errorf("/value = %q, want %q", got, want)
+	}
+	harness.Stop(t, p)
+	if left := n.cacheLeftovers(); len(left) > 0 {
+		t.Errorf("half-written in the cache: %v", left)
+	}
+	if got := n.cacheEntries(); len(got) > 0 {
+		t.Errorf("cache entries after a failed fill: %v", got)
+	}
+}
+
+// The registry stops answering for the page image right after the app is ready, while its
+// memory is still arriving: bounded by cr.restore.fetch-timeout, the app is stopped rather
+// than left faulting on memory that cannot arrive, crwrap exits non-zero (the pod's restart
+// policy takes over), and nothing is left in the cache.
+func TestLazyFetchRegistryGoneAfterReady(t *testing.T) {
+	a := newTestApp(t, "-warmup", "200ms", "-heap", "256")
+	reg := startRegistry(t, registryOptions{})
+	_, push := newNode(t).checkpoint(a, reg.repo(), reg.env())
+	pages := pagesBlob(t, reg, push.Str("image"))
+	px := startProxy(t, reg.addr)
+	var gone atomic.Bool
+	px.blob = func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if strings.HasSuffix(r.URL.Path, pages) {
+			// Slow (the stream cannot finish before the test sees the app ready), then gone.
+			w = &failingWriter{ResponseWriter: w, gone: &gone, done: r.Context().Done()}
+		}
+		next.ServeHTTP(w, r)
+	}
+	n := newNode(t)
+	p := n.restore(a, px.repo(), harness.Options{Env: reg.env()}, lazyProps...)
+	harness.WaitHTTP(t, p, a.url("/ready"), 2*time.Minute)
+	gone.Store(true)
+	if code := p.Wait(t, time.Minute); code == 0 {
+		t.Errorf("crwrap exited 0 although the app's memory could not be delivered\nstderr:\n%s", p.Stderr)
+	}
+	if findLog(p, "phase", "lazy-pages") != nil {
+		t.Errorf("CRIU's lazy-pages daemon copied all memory although the registry went away\nstderr:\n%s", p.Stderr)
+	}
+	if findLog(p, "msg", "lazy restore: the app's memory could not be delivered; stopping the app") == nil {
+		t.Errorf("no log line saying the app was stopped\nstderr:\n%s", p.Stderr)
+	}
+	if e := findLog(p, "phase", "fetch"); e == nil || !strings.Contains(e.Str("error"), "stalled") {
+		t.Errorf("phase=fetch %v, want the stall", e)
+	}
+	if left := n.cacheLeftovers(); len(left) > 0 {
+		t.Errorf("half-written in the cache: %v", left)
+	}
+	if got := n.cacheEntries(); len(got) > 0 {
+		t.Errorf("cache entries after a failed lazy fetch: %v", got)
+	}
+}
+
+// failingWriter passes a response on at about 32 MB/s until gone is set, then blocks until
+// the request ends: a registry that goes away in the middle of a blob.
+type failingWriter struct {
+	http.ResponseWriter
+	gone *atomic.Bool
+	done <-chan struct{}
+}
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.gone.Load() {
+		<-f.done
+		return 0, http.ErrAbortHandler
+	}
+	time.Sleep(time.Duration(len(p)) * time.Second / (32 << 20))
+	return f.ResponseWriter.Write(p)
 }
