@@ -45,6 +45,8 @@ const (
 	KeyCheckpointImage     = "cr.checkpoint.image"
 	KeyCheckpointCache     = "cr.checkpoint.cache"
 	KeyPullTimeout         = "cr.checkpoint.pull-timeout"
+	KeyRestoreFetch        = "cr.restore.fetch"
+	KeyFetchTimeout        = "cr.restore.fetch-timeout"
 	KeySigningKey          = "cr.checkpoint.signing-key"
 	KeyVerifyKey           = "cr.checkpoint.verify-key"
 	KeyEncryptionKey       = "cr.checkpoint.encryption-key"
@@ -173,6 +175,14 @@ var keys = []keyDef{
 	}},
 	{KeyPullTimeout, "2m", func(s *Settings, v string) (err error) {
 		s.PullTimeout, err = duration(v, false)
+		return err
+	}},
+	{KeyRestoreFetch, "full", func(s *Settings, v string) (err error) {
+		s.RestoreFetch, err = oneOf(v, "fetch mode", "full", "lazy")
+		return err
+	}},
+	{KeyFetchTimeout, "10s", func(s *Settings, v string) (err error) {
+		s.FetchTimeout, err = duration(v, false)
 		return err
 	}},
 	{KeySigningKey, "", setSigningKey},

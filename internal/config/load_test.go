@@ -29,7 +29,7 @@ func TestLoadDefaults(t *testing.T) {
 		ReadinessTimeout: 10 * time.Minute, CheckpointRefresh: "auto", RestoreFallback: "cold",
 		RestoreVerify: "size", RestoreLazy: true, Command: []string{"app"}, LogFormat: "text", LogLevel: "info",
 		CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20,
-		CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute, RootfsSize: 1 << 30,
+		CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute, RootfsSize: 1 << 30, RestoreFetch: "full", FetchTimeout: 10 * time.Second,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
@@ -82,7 +82,7 @@ other.key=ignored ${nope
 				CRIUPath: "/opt/criu/criu", TCPEstablished: true, LogFormat: "json", LogLevel: "debug",
 				MetricsAddress: ":9090", User: "app:staff", RootfsSize: 256 << 20, File: s.File,
 				CheckpointTimeout: 5 * time.Minute, CRIUGhostLimit: 1 << 20,
-				CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute,
+				CheckpointCache: "/cr-cache", PullTimeout: 2 * time.Minute, RestoreFetch: "full", FetchTimeout: 10 * time.Second,
 			}
 			if !reflect.DeepEqual(*s, want) {
 				t.Errorf("got  %+v\nwant %+v", *s, want)

@@ -86,6 +86,13 @@ type Settings struct {
 	// PullTimeout is cr.checkpoint.pull-timeout: how long a restore spends getting a checkpoint
 	// from the registry (its own pull, or waiting for another pod's) before starting cold.
 	PullTimeout time.Duration
+	// RestoreFetch is cr.restore.fetch: "full" (pull the whole checkpoint into the node cache,
+	// then restore) or "lazy" (fetch the small files, restore, and fetch the page images on
+	// demand by range while the rest streams into the node cache).
+	RestoreFetch string
+	// FetchTimeout is cr.restore.fetch-timeout: how long a lazy fetch may make no progress
+	// before the restore is abandoned (the app stopped, a cold start).
+	FetchTimeout time.Duration
 	// SigningKey is cr.checkpoint.signing-key: a PEM private key (ECDSA P-256 or Ed25519)
 	// that signs pushed checkpoints, cosign-compatibly ("" for unsigned).
 	SigningKey string

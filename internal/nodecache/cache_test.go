@@ -172,3 +172,41 @@ func TestRememberRemovesReplacedEntry(t *testing.T) {
 		t.Error("Get accepted a digest that is a path")
 	}
 }
+
+func TestBeginPublishAbort(t *testing.T) {
+	c, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d := "sha256:" + strings.Repeat("ab", 32)
+	_, res, p, err := c.Begin(ctx, d)
+	if err != nil || res != Miss || p == nil {
+		t.Fatalf("Begin on an empty cache: %v %v %v", res, p, err)
+	}
+	p.Abort()
+	if c.Has(d) {
+		t.Fatal("an aborted fill left an entry")
+	}
+	if left, _ := filepath.Glob(filepath.Join(c.Dir(), "sha256", ".*.tmp-*")); len(left) != 0 {
+		t.Fatalf("an aborted fill left %v", left)
+	}
+	_, _, p, err = c.Begin(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir(), "data"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.Has(d) {
+		t.Fatal("the entry is visible before Publish")
+	}
+	if err := p.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	r, res, p, err := c.Begin(ctx, d)
+	if err != nil || res != Hit || p != nil {
+		t.Fatalf("Begin after Publish: %v %v %v", res, p, err)
+	}
+	r.Close()
+}

@@ -26,6 +26,9 @@ type fileLayer struct {
 	files  []checkpoint.File
 	digest v1.Hash
 	size   int64
+	// table is the chunk table of a layer of one page image (nil otherwise): computed with
+	// the digest, published as annotations (chunks.go).
+	table *chunkTable
 }
 
 // epoch is the modification time of every tar entry (the checkpoint's times are in crwrap.json).
@@ -33,6 +36,9 @@ var epoch = time.Unix(0, 0).UTC()
 
 func newFileLayer(r *checkpoint.Reader, files []checkpoint.File) (*fileLayer, error) {
 	l := &fileLayer{r: r, files: files}
+	if len(files) == 1 && isPages(files[0].Path) {
+		l.table = &chunkTable{chunk: ChunkSize, size: files[0].Size}
+	}
 	h := sha256.New()
 	n, err := l.writeTo(h, true)
 	if err != nil {
@@ -81,7 +87,7 @@ func (l *fileLayer) writeTo(w io.Writer, check bool) (int64, error) {
 		}
 	}
 	for _, f := range l.files {
-		if err := l.writeFile(tw, f, check); err != nil {
+		if err := l.writeFile(tw, cw, f, check); err != nil {
 			return 0, err
 		}
 	}
@@ -91,7 +97,7 @@ func (l *fileLayer) writeTo(w io.Writer, check bool) (int64, error) {
 	return cw.n, nil
 }
 
-func (l *fileLayer) writeFile(tw *tar.Writer, f checkpoint.File, check bool) error {
+func (l *fileLayer) writeFile(tw *tar.Writer, cw *countWriter, f checkpoint.File, check bool) error {
 	fd, err := l.r.OpenFile(f.Path) // through the held, verified directory
 	if err != nil {
 		return fmt.Errorf("%w: %v", checkpoint.ErrDamaged, err)
@@ -102,8 +108,15 @@ func (l *fileLayer) writeFile(tw *tar.Writer, f checkpoint.File, check bool) err
 	}
 	h := sha256.New()
 	var w io.Writer = tw
+	var chunks *chunkHasher
 	if check {
 		w = io.MultiWriter(tw, h)
+		if l.table != nil {
+			// The header is written through: the file's bytes start here.
+			l.table.offset = cw.n
+			chunks = newChunkHasher(l.table.chunk)
+			w = io.MultiWriter(tw, h, chunks)
+		}
 	}
 	n, err := io.Copy(w, io.LimitReader(fd, f.Size))
 	if err != nil {
@@ -114,6 +127,9 @@ func (l *fileLayer) writeFile(tw *tar.Writer, f checkpoint.File, check bool) err
 	}
 	if check && f.SHA256 != "" && hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
 		return fmt.Errorf("%w: %s content changed", checkpoint.ErrDamaged, f.Path)
+	}
+	if chunks != nil {
+		l.table.sums = chunks.finish()
 	}
 	return nil
 }

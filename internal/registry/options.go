@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -48,10 +49,12 @@ type options struct {
 	maxLayers int
 	// fileDigests: Pull also compares every file's sha256 with crwrap.json.
 	fileDigests bool
+	// keychain authenticates PullLazy's range requests.
+	keychain authn.Keychain
 }
 
 func makeOptions(ctx context.Context, opts []Option) *options {
-	o := &options{jobs: 4, maxBytes: 64 << 30, maxLayers: 4096}
+	o := &options{jobs: 4, maxBytes: 64 << 30, maxLayers: 4096, keychain: DefaultKeychain}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -96,3 +99,7 @@ func WithFileDigests(on bool) Option { return func(o *options) { o.fileDigests =
 func WithLimits(maxBytes int64, maxLayers int) Option {
 	return func(o *options) { o.maxBytes, o.maxLayers = maxBytes, maxLayers }
 }
+
+// WithKeychain sets the keychain PullLazy's range requests authenticate with (default
+// authn.DefaultKeychain, as the supervisor's remote options).
+func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }

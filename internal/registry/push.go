@@ -50,6 +50,12 @@ func Image(r *checkpoint.Reader, opts ...Option) (v1.Image, error) {
 		if len(g) == 1 {
 			add.Annotations = map[string]string{AnnotationTitle: g[0].Path}
 		}
+		if l.table != nil && o.encrypter == nil {
+			// Ranges of a ciphertext do not map to the file: encrypted layers are pulled whole.
+			for k, v := range l.table.annotations() {
+				add.Annotations[k] = v
+			}
+		}
 		if o.encrypter != nil {
 			el, ann, err := o.encrypter.EncryptLayer(l)
 			if err != nil {

@@ -172,6 +172,9 @@ func (lz *lazyPages) stop() {
 // restores eagerly; before the app is ready tryRestore does so at once. After a failure the
 // checkpoint stays held for that retry (tryRestore releases it, or crwrap's exit does).
 func (s *Supervisor) watchLazyPages(a *app, lz *lazyPages, release func(), dir string, created time.Time) {
+	// The daemon copies the pages the app did not fault in from now on: reading them from the
+	// stream (lazyfetch.go) is faster than a range request each.
+	s.fetch.stream()
 	select {
 	case <-lz.done:
 	case <-a.exited:
@@ -198,6 +201,7 @@ func (s *Supervisor) watchLazyPages(a *app, lz *lazyPages, release func(), dir s
 	}
 	lz.releaseFaults()
 	release()
+	s.fetch.unmount(s.Log) // lazyfetch.go: the daemon no longer reads the images
 	s.Log.WithFields(logrus.Fields{"phase": "lazy-pages", "duration_ms": time.Since(lz.start).Milliseconds()}).
 		Info("lazy restore: all memory loaded")
 }
@@ -254,6 +258,9 @@ func (s *Supervisor) lazyFailedBefore(dir string, created time.Time) bool {
 // versions that are gone. A read-only checkpoint root cannot hold one: then every pod tries
 // lazily first, and falls back within the pod when the daemon fails before the app resumes.
 func (s *Supervisor) rememberLazyFailure(dir string, created time.Time, cause error) {
+	if s.fetch != nil && s.fetch.lp.Err() != nil {
+		return // the registry failed (lazyfetch.go), not the lazy restore
+	}
 	mark := s.lazyFailureMark(dir, created)
 	b, _ := json.Marshal(lazyFailure{Checkpoint: dir, Failed: time.Now().UTC(), Error: cause.Error()})
 	err := os.MkdirAll(filepath.Dir(mark), 0o700)

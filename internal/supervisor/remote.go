@@ -240,6 +240,7 @@ func (s *Supervisor) findChecked(ctx context.Context, st checkpoint.Store) (*che
 // It takes at most cr.checkpoint.pull-timeout.
 func (s *Supervisor) pull(ctx context.Context) (*checkpoint.Reader, error) {
 	t := time.Now()
+	bg := ctx // a lazy fetch goes on after the pull phase
 	ctx, cancel := context.WithTimeout(ctx, s.Settings.PullTimeout)
 	defer cancel()
 	fail := func(err error) (*checkpoint.Reader, error) {
@@ -279,6 +280,16 @@ func (s *Supervisor) pull(ctx context.Context) (*checkpoint.Reader, error) {
 		}
 		s.Metrics.ObserveTransfer(metrics.DirectionPull, time.Since(t), 0, err)
 		return fail(err)
+	}
+	if s.Settings.RestoreFetch == "lazy" && !cache.Has(res.Digest.DigestStr()) {
+		switch {
+		case !registry.CanPullLazy(res):
+			s.Log.WithField("image", ref.String()).Info("cr.restore.fetch=lazy: the image has no chunk tables (pushed by an older crwrap, or encrypted); pulling it whole")
+		case !fuseAvailable():
+			s.Log.WithField("image", ref.String()).Warn("cr.restore.fetch=lazy needs /dev/fuse in the pod; pulling the checkpoint whole")
+		default:
+			return s.pullLazy(ctx, bg, cache, ref, res, t, opts)
+		}
 	}
 	return s.fromCache(ctx, cache, ref, res.Digest.DigestStr(), res, t, opts)
 }

@@ -51,6 +51,7 @@ func reasonOf(err error) string {
 // restore restores the app from its checkpoint, or falls back to a cold start.
 func (s *Supervisor) restore(ctx context.Context) (int, error) {
 	begin := time.Now()
+	defer s.endFetch() // lazyfetch.go: nothing half-fetched outlives crwrap
 	a, err := s.tryRestore(ctx, begin)
 	if err != nil {
 		// A pod being deleted while it waits for a checkpoint, or for the restored app to be
@@ -58,6 +59,7 @@ func (s *Supervisor) restore(ctx context.Context) (int, error) {
 		if code, ok := s.interrupted(ctx, "restoring"); ok {
 			return code, nil
 		}
+		err = s.fetchFailure(err) // lazyfetch.go: a failed lazy fetch is the reason
 		reason := reasonOf(err)
 		s.Metrics.IncRestoreFallback(reason)
 		if s.Settings.RestoreFallback == "fail" || s.StopWhenReady {
@@ -101,6 +103,7 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 	defer func() {
 		if !held {
 			release()
+			s.fetch.unmount(s.Log) // lazyfetch.go: CRIU is done reading the images
 		}
 	}()
 
@@ -152,7 +155,8 @@ func (s *Supervisor) tryRestore(ctx context.Context, begin time.Time) (*app, err
 		// Only lazy restores fail here: the next pod need not try.
 		s.rememberLazyFailure(r.Dir, m.Created, lazyErr)
 	}
-	s.keepKdat() // remote.go: for the next pod on a node that has no checkpoint of its own
+	s.keepKdat()   // remote.go: for the next pod on a node that has no checkpoint of its own
+	s.fetchReady() // lazyfetch.go: logs what was fetched; the rest of the pages may stream in now
 	// The guard is started only now: its start-up would compete for the CPU with the restored
 	// app becoming ready; until then a killed crwrap's leftovers are removed by the next start.
 	go s.guard(a)
@@ -182,7 +186,7 @@ func (s *Supervisor) restoreOnce(r *checkpoint.Reader, lazy bool) (_ *app, _ *la
 
 	t := time.Now()
 	// The verified, held images directory: not a path that could be swapped since.
-	images, err := r.Path(checkpoint.ImagesDir)
+	images, err := s.imagesDir(r) // lazyfetch.go
 	if err != nil {
 		return nil, nil, err
 	}

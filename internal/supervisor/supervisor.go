@@ -71,6 +71,8 @@ type Supervisor struct {
 
 	timeline timeline
 	began    time.Time
+	// fetch is the lazy fetch of the checkpoint being restored (lazyfetch.go), or nil.
+	fetch *lazyFetch
 	// signals are the Signals that reach the app (or idle), routed by routeSignals.
 	signals chan os.Signal
 }

@@ -35,6 +35,7 @@ func TestQuickBench(t *testing.T) {
 		"restore_ms", "restore_logged_ms", "r_restore_ms", "criu_restore_ms", "criu_log_total_ms",
 		"eager_restore_ms", "eager_criu_restore_ms",
 		"push_ms", "registry_restore_ms", "registry_restore_pull_ms", "registry_cached_restore_ms", "crane_pull_ms",
+		"registry_lazy_restore_ms", "registry_lazy_pull_ms", "registry_lazy_fetch_ms", "registry_lazy_memory_in_ms",
 		"warm_p50_ms", "warm_p99_ms", "warm_reqs", "lazy_p50_ms", "lazy_p99_ms", "lazy_reqs", "eager_p50_ms",
 		"lazy_loaded_ms", "idle_restore_ms", "idle_criu_restore_ms", "eager_restore_phase_ms", "eager_criu_log_total_ms")
 	for _, n := range PeerNames {
@@ -53,7 +54,7 @@ func TestQuickBench(t *testing.T) {
 	}
 	var out bytes.Buffer
 	Report(&out, res)
-	for _, want := range []string{"Cold start vs restore", "Concurrent restores", "A fresh node from a loopback registry", "Targets", "restore <= cold/20", "Peers:", "eager/runc", "After ready", "after idle", "Lazy vs eager:", "Burst: 3 restores", "crwrap eager <= 0.9x raw runc"} {
+	for _, want := range []string{"Cold start vs restore", "Concurrent restores", "A fresh node from a loopback registry", "A fresh node with pages on demand", "Targets", "restore <= cold/20", "Peers:", "eager/runc", "After ready", "after idle", "Lazy vs eager:", "Burst: 3 restores", "crwrap eager <= 0.9x raw runc"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

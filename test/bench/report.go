@@ -84,6 +84,7 @@ func Report(w io.Writer, r *Results) {
 	fmt.Fprintln(w, "  fresh node = outside time-to-ready of a restore on an empty node (resolve, pull into the node cache with digest checks, verify, restore);")
 	fmt.Fprintln(w, "  pull phase = resolve + fetch + verify; crane pull = go-containerregistry's crane.Pull of the same image into a tarball written to /dev/null (the floor for moving the bytes)")
 	fmt.Fprintln(w)
+	reportLazy(w, r) // registry.go
 
 	fmt.Fprintln(w, "Checkpoint (ms): crwrap phases, CRIU dump statistics")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
