@@ -70,7 +70,7 @@ value=$(curl -s "http://127.0.0.1:$PORT/value")
 curl -s "http://127.0.0.1:$PORT/" >/dev/null
 stop
 grep -q 'phase=fallback' "$work/restore.log" && { echo "demo: the restore fell back to a cold start:" >&2; grep phase=fallback "$work/restore.log" >&2; exit 1; }
-restore_phase=$(grep 'phase=restore$' "$work/restore.log" | grep -o 'duration_ms=[0-9]*' | head -1 | cut -d= -f2 || true)
+restore_phase=$(grep -E 'phase=restore( |$)' "$work/restore.log" | grep -o 'duration_ms=[0-9]*' | head -1 | cut -d= -f2 || true)
 [ "$ckpt_value" = ok ] || exit 1
 
 echo
