@@ -116,13 +116,13 @@ func Import(r io.Reader, dir string, opts ImportOptions) (err error) {
 	if err := u.check(tmp, opts); err != nil {
 		return fmt.Errorf("unpack into %s: %w", dir, err)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := checkpoint.SyncDir(tmp); err != nil {
 		return fmt.Errorf("unpack into %s: %w", dir, err)
 	}
 	if err := renameNoReplace(tmp, dir); err != nil {
 		return fmt.Errorf("unpack into %s: %w", dir, err)
 	}
-	if err := syncDir(parent); err != nil {
+	if err := checkpoint.SyncDir(parent); err != nil {
 		return fmt.Errorf("unpack into %s: %w", dir, err)
 	}
 	return nil
@@ -413,15 +413,6 @@ func resolvesInside(root *os.Root, name string) error {
 		todo = append(strings.Split(t, "/"), todo...)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // renameNoReplace renames the directory oldpath to newpath unless newpath exists: a plain

@@ -102,7 +102,7 @@ func (w *Writer) NewVersion() (string, error) {
 // Publish makes the fully written directory tmp the current checkpoint, atomically, then
 // removes older versions no reader holds.
 func (w *Writer) Publish(tmp string) error {
-	if err := syncTree(tmp); err != nil {
+	if err := SyncTree(tmp); err != nil {
 		return err
 	}
 	version := "." + w.s.Name + ".v" + time.Now().UTC().Format("20060102T150405.000000000Z")
@@ -125,7 +125,7 @@ func (w *Writer) Publish(tmp string) error {
 	if err := os.Rename(link, pub); err != nil {
 		return fmt.Errorf("publish %s: %w", pub, err)
 	}
-	if err := syncDir(w.s.Dir); err != nil {
+	if err := SyncDir(w.s.Dir); err != nil {
 		return err
 	}
 	w.collect(false)
@@ -246,7 +246,9 @@ func (r *Reader) Close() error {
 	return r.f.Close()
 }
 
-func syncTree(root string) error {
+// SyncTree fsyncs every regular file and directory under root, so that renaming root into
+// place publishes it durably (a crash never leaves a published version with missing bytes).
+func SyncTree(root string) error {
 	return filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
 		if err != nil {
 			return err
@@ -266,7 +268,8 @@ func syncTree(root string) error {
 	})
 }
 
-func syncDir(p string) error {
+// SyncDir fsyncs directory p, making a rename inside it durable.
+func SyncDir(p string) error {
 	d, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", p, err)

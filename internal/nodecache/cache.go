@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -101,7 +100,7 @@ func (c *Cache) Get(ctx context.Context, digest string, fill Fill) (*checkpoint.
 		_ = os.RemoveAll(tmp)
 		return nil, "", err
 	}
-	if err := syncTree(tmp); err != nil {
+	if err := checkpoint.SyncTree(tmp); err != nil {
 		_ = os.RemoveAll(tmp)
 		return nil, "", err
 	}
@@ -109,7 +108,7 @@ func (c *Cache) Get(ctx context.Context, digest string, fill Fill) (*checkpoint.
 		_ = os.RemoveAll(tmp)
 		return nil, "", fmt.Errorf("publish cache entry %s: %w", p, err)
 	}
-	_ = syncDir(filepath.Dir(p))
+	_ = checkpoint.SyncDir(filepath.Dir(p))
 	r, err := hold(p)
 	if err != nil {
 		return nil, "", fmt.Errorf("open cache entry %s: %w", p, err)
@@ -253,33 +252,4 @@ func random() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func syncTree(root string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() && !d.IsDir() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", p, err)
-		}
-		defer f.Close()
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync %s: %w", p, err)
-		}
-		return nil
-	})
-}
-
-func syncDir(p string) error {
-	d, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

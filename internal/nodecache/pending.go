@@ -55,7 +55,7 @@ func (p *Pending) Dir() string { return p.tmp }
 // caller has verified it completely.
 func (p *Pending) Publish() error {
 	defer p.lock.Close()
-	if err := syncTree(p.tmp); err != nil {
+	if err := checkpoint.SyncTree(p.tmp); err != nil {
 		_ = os.RemoveAll(p.tmp)
 		return err
 	}
@@ -63,7 +63,7 @@ func (p *Pending) Publish() error {
 		_ = os.RemoveAll(p.tmp)
 		return fmt.Errorf("publish cache entry %s: %w", p.final, err)
 	}
-	_ = syncDir(filepath.Dir(p.final))
+	_ = checkpoint.SyncDir(filepath.Dir(p.final))
 	return nil
 }
 
