@@ -10,12 +10,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+
+	"github.com/crwrap/crwrap/internal/pemfile"
 )
 
 const (
-	maxKeyFile = 64 << 10 // PEM keys are at most a few KiB
 	minRSABits = 2048
 )
 
@@ -60,7 +59,7 @@ func (k *PrivateKey) Public() *PublicKey {
 }
 
 func loadPublicKey(path string) (*PublicKey, error) {
-	block, err := readPEM(path)
+	block, err := pemfile.ReadKey(path)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +81,7 @@ func loadPublicKey(path string) (*PublicKey, error) {
 }
 
 func loadPrivateKey(path string) (*PrivateKey, error) {
-	block, err := readPEM(path)
+	block, err := pemfile.ReadKey(path)
 	if err != nil {
 		return nil, err
 	}
@@ -144,30 +143,4 @@ func keyKind(key any) string {
 		return "X25519"
 	}
 	return fmt.Sprintf("%T", key)
-}
-
-// readPEM returns the first PEM block of path that is not EC parameters.
-func readPEM(path string) (*pem.Block, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	rest, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read: %w", err)
-	}
-	if len(rest) > maxKeyFile {
-		return nil, fmt.Errorf("larger than %d KiB: not a PEM key", maxKeyFile>>10)
-	}
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, errors.New("no PEM block: not a PEM key file")
-		}
-		if block.Type != "EC PARAMETERS" {
-			return block, nil
-		}
-	}
 }

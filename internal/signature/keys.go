@@ -9,15 +9,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-)
 
-// maxKeyFile bounds what a key file may hold; PEM keys are a few hundred bytes.
-const maxKeyFile = 64 << 10
+	"github.com/crwrap/crwrap/internal/pemfile"
+)
 
 // Signer signs payloads with a private key loaded by LoadSigner.
 type Signer struct {
@@ -102,7 +98,7 @@ func (v *Verifier) Algorithm() string {
 }
 
 func loadSigner(path string) (*Signer, error) {
-	block, err := readPEM(path)
+	block, err := pemfile.ReadKey(path)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +131,7 @@ func loadSigner(path string) (*Signer, error) {
 }
 
 func loadVerifier(path string) (*Verifier, error) {
-	block, err := readPEM(path)
+	block, err := pemfile.ReadKey(path)
 	if err != nil {
 		return nil, err
 	}
@@ -153,33 +149,6 @@ func loadVerifier(path string) (*Verifier, error) {
 		return nil, fmt.Errorf("parse PUBLIC KEY: %w", err)
 	}
 	return NewVerifier(key)
-}
-
-// readPEM returns the first PEM block of path that is not EC parameters
-// (`openssl ecparam -genkey` writes those before the key).
-func readPEM(path string) (*pem.Block, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	rest, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read: %w", err)
-	}
-	if len(rest) > maxKeyFile {
-		return nil, fmt.Errorf("larger than %d KiB: not a PEM key", maxKeyFile>>10)
-	}
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, errors.New("no PEM block: not a PEM key file")
-		}
-		if block.Type != "EC PARAMETERS" {
-			return block, nil
-		}
-	}
 }
 
 func checkKeyType(key crypto.PublicKey) error {
