@@ -22,7 +22,7 @@ func TestFailedCheckpointKeepsPrevious(t *testing.T) {
 	if code != 1 {
 		t.Errorf("checkpoint of an app that is never ready exited %d, want 1", code)
 	}
-	if findLog(p, "phase", "publish") != nil {
+	if harness.FindLog(p, "phase", "publish") != nil {
 		t.Errorf("the failed checkpoint logged phase=publish\nstderr:\n%s", p.Stderr)
 	}
 	if !strings.Contains(p.Stderr.String(), "nothing published") {
@@ -61,7 +61,7 @@ func TestKilledCheckpointKeepsPrevious(t *testing.T) {
 	if code := p.Wait(t, 30*time.Second); code != 128+int(syscall.SIGKILL) {
 		t.Fatalf("crwrap exited %d, want %d (killed)", code, 128+int(syscall.SIGKILL))
 	}
-	if findLog(p, "phase", "dump") != nil {
+	if harness.FindLog(p, "phase", "dump") != nil {
 		t.Fatalf("the dump had finished before the kill: the test did not interrupt a checkpoint\nstderr:\n%s", p.Stderr)
 	}
 	left := a.leftovers()
@@ -110,10 +110,10 @@ func TestCheckpointRefresh(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("refresh=auto exited %d\nstderr:\n%s", code, p.Stderr)
 	}
-	if findLog(p, "phase", "keep") == nil || !strings.Contains(p.Stderr.String(), "keeping it") {
+	if harness.FindLog(p, "phase", "keep") == nil || !strings.Contains(p.Stderr.String(), "keeping it") {
 		t.Errorf("refresh=auto does not log that it keeps the checkpoint\nstderr:\n%s", p.Stderr)
 	}
-	if findLog(p, "phase", "start") != nil || findLog(p, "phase", "dump") != nil {
+	if harness.FindLog(p, "phase", "start") != nil || harness.FindLog(p, "phase", "dump") != nil {
 		t.Errorf("refresh=auto started or dumped the app although an intact checkpoint exists\nstderr:\n%s", p.Stderr)
 	}
 	if got := a.target(); got != target {

@@ -21,9 +21,9 @@ import (
 // running.
 func coldStarted(t *testing.T, a *testApp, p *harness.Proc, reason, checkpointed string) harness.LogEntry {
 	t.Helper()
-	e := assertFallback(t, p, reason)
+	e := harness.AssertFallback(t, p, reason)
 	t.Logf("fallback: reason=%s error=%s", e.Str("reason"), e.Str("error"))
-	if r := findLog(p, "phase", "ready"); r == nil || r.Str("mode") != "cold" {
+	if r := harness.FindLog(p, "phase", "ready"); r == nil || r.Str("mode") != "cold" {
 		t.Errorf("no phase=ready mode=cold log line after the fallback: %v", r)
 	}
 	got := a.get("/value")
@@ -212,11 +212,11 @@ func TestFallbackFailMissingExits1(t *testing.T) {
 	if code := p.Wait(t, time.Minute); code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
-	e := findLog(p, "phase", "fallback")
+	e := harness.FindLog(p, "phase", "fallback")
 	if e == nil || e.Str("reason") != "missing" {
 		t.Errorf("want a phase=fallback reason=missing log line, got %v\nstderr:\n%s", e, p.Stderr)
 	}
-	if findLog(p, "phase", "start") != nil || findLog(p, "phase", "ready") != nil {
+	if harness.FindLog(p, "phase", "start") != nil || harness.FindLog(p, "phase", "ready") != nil {
 		t.Errorf("the app was started although cr.restore.fallback=fail\nstderr:\n%s", p.Stderr)
 	}
 	if _, err := harness.Get(a.url("/ready")); err == nil {
@@ -315,9 +315,9 @@ func TestFallbackNotReady(t *testing.T) {
 	probe := "cr.container.readiness=" + fmt.Sprintf("curl -sf --max-time 2 -o /dev/null %s && curl -sf --max-time 2 %s | grep -qx 1", a.url("/ready"), a.url("/counter"))
 	want := a.mustCheckpoint(probe, "cr.readiness.timeout=2s")
 	p := a.restoreReady(probe, "cr.readiness.timeout=2s")
-	e := assertFallback(t, p, "not_ready")
+	e := harness.AssertFallback(t, p, "not_ready")
 	t.Logf("fallback: reason=%s error=%s", e.Str("reason"), e.Str("error"))
-	if r := findLog(p, "phase", "ready"); r == nil || r.Str("mode") != "cold" {
+	if r := harness.FindLog(p, "phase", "ready"); r == nil || r.Str("mode") != "cold" {
 		t.Errorf("no phase=ready mode=cold log line after the fallback: %v", r)
 	}
 	if got := a.get("/value"); got == want || len(got) != 32 {

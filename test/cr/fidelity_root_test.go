@@ -157,7 +157,7 @@ func TestFailureAfterDumpKeepsApp(t *testing.T) {
 	a.root = tinyRoot(t)
 	p := harness.Start(t, harness.Options{}, a.args("checkpoint", a.props("cr.checkpoint.exit=false"))...)
 	e := assertKeptRunning(t, a, p)
-	if findLog(p, "phase", "dump") == nil {
+	if harness.FindLog(p, "phase", "dump") == nil {
 		t.Fatalf("the checkpoint failed before the dump ended: the test does not exercise a failure after it: %s", e.Str("error"))
 	}
 	if !strings.Contains(e.Str("error"), "no space left on device") {
@@ -335,7 +335,7 @@ func TestKernelFeatures(t *testing.T) {
 			r := a.restore(harness.Options{}, c.extra...)
 			harness.WaitLog(t, r, "phase", "ready", time.Minute)
 			if c.restoreFails != "" {
-				if e := findLog(r, "phase", "fallback"); e == nil || !strings.Contains(e.Str("error"), c.restoreFails) {
+				if e := harness.FindLog(r, "phase", "fallback"); e == nil || !strings.Contains(e.Str("error"), c.restoreFails) {
 					t.Fatalf("the table says the restore falls back with %q: update the table and README\nstderr:\n%s", c.restoreFails, r.Stderr)
 				}
 				harness.Stop(t, r)

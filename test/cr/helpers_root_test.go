@@ -150,7 +150,7 @@ func (a *testApp) mustCheckpoint(extra ...string) string {
 	if code != 0 {
 		a.t.Fatalf("checkpoint exited %d, want 0\nstderr:\n%s", code, p.Stderr)
 	}
-	if findLog(p, "phase", "publish") == nil {
+	if harness.FindLog(p, "phase", "publish") == nil {
 		a.t.Fatalf("checkpoint: no phase=publish in the log\nstderr:\n%s", p.Stderr)
 	}
 	return a.checkpointedValue()
@@ -186,33 +186,6 @@ func (a *testApp) restoreReady(extra ...string) *harness.Proc {
 func (a *testApp) get(path string) string {
 	a.t.Helper()
 	return harness.MustGet(a.t, a.url(""), path)
-}
-
-// findLog returns the first log entry whose field k is v (nil when none).
-func findLog(p *harness.Proc, k, v string) harness.LogEntry {
-	for _, e := range harness.JSONLog(p) {
-		if e.Str(k) == v {
-			return e
-		}
-	}
-	return nil
-}
-
-// assertFallback checks that crwrap logged a fallback with reason and did not restore.
-func assertFallback(t *testing.T, p *harness.Proc, reason string) harness.LogEntry {
-	t.Helper()
-	e := findLog(p, "phase", "fallback")
-	if e == nil {
-		t.Fatalf("no phase=fallback in the log (want reason=%s)\nstderr:\n%s", reason, p.Stderr)
-	}
-	if got := e.Str("reason"); got != reason {
-		t.Errorf("fallback reason=%s (%s), want %s", got, e.Str("error"), reason)
-	}
-	// Only a restored app that is not ready was restored (and must then be gone).
-	if reason != "not_ready" && findLog(p, "phase", "restore") != nil {
-		t.Errorf("phase=restore logged although the restore fell back\nstderr:\n%s", p.Stderr)
-	}
-	return e
 }
 
 // snapshot describes every entry under root: type, mode, size, mtime, content digest or link

@@ -31,7 +31,7 @@ func TestRestoreLazyAndEager(t *testing.T) {
 			if got := a.get("/heap"); !strings.HasSuffix(got, "intact=true") || !strings.HasPrefix(got, "64 MiB") {
 				t.Errorf("/heap = %q, want 64 MiB intact", got)
 			}
-			r := findLog(p, "phase", "restore")
+			r := harness.FindLog(p, "phase", "restore")
 			if r == nil || r.Str("lazy") != map[bool]string{true: "true", false: "false"}[tc.lazy] {
 				t.Fatalf("restore log line %v, want lazy=%v", r, tc.lazy)
 			}
@@ -44,7 +44,7 @@ func TestRestoreLazyAndEager(t *testing.T) {
 				if got := a.get("/heap"); !strings.HasSuffix(got, "intact=true") {
 					t.Errorf("after all pages were loaded /heap = %q", got)
 				}
-			} else if findLog(p, "phase", "lazy-pages") != nil {
+			} else if harness.FindLog(p, "phase", "lazy-pages") != nil {
 				t.Errorf("an eager restore logged a lazy-pages phase")
 			}
 			harness.Stop(t, p)

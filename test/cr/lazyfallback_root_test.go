@@ -41,7 +41,7 @@ func TestLazyFailureRemembered(t *testing.T) {
 				} else {
 					harness.WaitFor(time.Minute, func() bool { pid = lazyPagesDaemon(a.versionDir(), p.Cmd.Process.Pid); return pid != 0 })
 				}
-				if pid == 0 || findLog(p, "phase", "lazy-pages") != nil {
+				if pid == 0 || harness.FindLog(p, "phase", "lazy-pages") != nil {
 					t.Logf("attempt %d: the daemon had finished", attempt)
 					harness.Stop(t, p)
 					continue
@@ -65,9 +65,9 @@ func TestLazyFailureRemembered(t *testing.T) {
 				answers()
 				// Before ready: restored again in the same pod, eagerly (or, had the app been
 				// ready first, stopped as above).
-				harness.WaitFor(time.Minute, func() bool { return findLog(p, "phase", "ready") != nil || isDone(p.Done()) })
+				harness.WaitFor(time.Minute, func() bool { return harness.FindLog(p, "phase", "ready") != nil || isDone(p.Done()) })
 				if !isDone(p.Done()) {
-					if f := findLog(p, "phase", "fallback"); f != nil {
+					if f := harness.FindLog(p, "phase", "fallback"); f != nil {
 						t.Errorf("fell back to a cold start: %v", f)
 					}
 					var lazies []string
@@ -95,7 +95,7 @@ func TestLazyFailureRemembered(t *testing.T) {
 
 			p := a.restoreReady()
 			harness.AssertRestored(t, p)
-			if e := findLog(p, "phase", "restore"); e.Str("lazy") != "false" {
+			if e := harness.FindLog(p, "phase", "restore"); e.Str("lazy") != "false" {
 				t.Errorf("the restore after a failed lazy one was lazy again: %v", e)
 			}
 			if strings.Contains(p.Stderr.String(), "lazy restore failed") {
@@ -109,7 +109,7 @@ func TestLazyFailureRemembered(t *testing.T) {
 			// A new checkpoint is another version: it is restored lazily again.
 			a.mustCheckpoint("cr.checkpoint.refresh=always")
 			p = a.restoreReady()
-			if e := findLog(p, "phase", "restore"); e.Str("lazy") != "true" {
+			if e := harness.FindLog(p, "phase", "restore"); e.Str("lazy") != "true" {
 				t.Errorf("a new checkpoint was not restored lazily: %v", e)
 			}
 			harness.Stop(t, p)

@@ -40,7 +40,7 @@ func TestRestoreWhilePublishing(t *testing.T) {
 			v, errText := netnsGet(ns, p, a.url("/value"), time.Minute)
 			// The value answers once the app is restored; wait for crwrap to call it ready too.
 			deadline := time.Now().Add(time.Minute)
-			for findLog(p, "phase", "ready") == nil && time.Now().Before(deadline) {
+			for harness.FindLog(p, "phase", "ready") == nil && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			_ = p.Cmd.Process.Signal(sigterm)
@@ -70,7 +70,7 @@ func TestRestoreWhilePublishing(t *testing.T) {
 			t.Errorf("restore %d: %s\nstderr:\n%s", i, r.err, r.p.Stderr)
 			continue
 		}
-		if e := findLog(r.p, "phase", "fallback"); e != nil {
+		if e := harness.FindLog(r.p, "phase", "fallback"); e != nil {
 			t.Errorf("restore %d fell back (reason=%s): %s", i, e.Str("reason"), e.Str("error"))
 		}
 		if !values[r.value] {

@@ -32,7 +32,7 @@ func TestRoundTripMemoryIntact(t *testing.T) {
 		if got := a.get("/counter"); got != "5" {
 			t.Errorf("restore %d: second /counter = %q, want 5", i, got)
 		}
-		if e := findLog(p, "phase", "ready"); e == nil || e.Str("mode") != "restore" {
+		if e := harness.FindLog(p, "phase", "ready"); e == nil || e.Str("mode") != "restore" {
 			t.Errorf("restore %d: no phase=ready mode=restore log line: %v", i, e)
 		}
 		harness.Stop(t, p)

@@ -88,17 +88,17 @@ func TestSignalWhileWaiting(t *testing.T) {
 			if code := p.Wait(t, promptly); code != 128+int(tc.sig) {
 				t.Errorf("after %v crwrap exited %d, want %d\nstderr:\n%s", tc.sig, code, 128+int(tc.sig), p.Stderr)
 			}
-			e := findLog(p, "phase", "terminated")
+			e := harness.FindLog(p, "phase", "terminated")
 			t.Logf("terminated after phase %q", e.Str("after_phase"))
 			if e == nil || e.Str("signal") != map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGINT: "SIGINT"}[tc.sig] {
 				t.Errorf("want a phase=terminated line naming %v, got %v", tc.sig, e)
 			}
 			for _, phase := range []string{"fallback", "publish"} {
-				if findLog(p, "phase", phase) != nil {
+				if harness.FindLog(p, "phase", phase) != nil {
 					t.Errorf("phase=%s logged after %v\nstderr:\n%s", phase, tc.sig, p.Stderr)
 				}
 			}
-			if tc.mode == "restore" && findLog(p, "phase", "start") != nil {
+			if tc.mode == "restore" && harness.FindLog(p, "phase", "start") != nil {
 				t.Errorf("the app was started cold after %v\nstderr:\n%s", tc.sig, p.Stderr)
 			}
 			if got := a.target(); got != before {
@@ -107,7 +107,7 @@ func TestSignalWhileWaiting(t *testing.T) {
 			if l := a.leftovers(); len(l) > 0 {
 				t.Errorf("temporary versions left: %v", l)
 			}
-			if r := findLog(p, "phase", "render"); r != nil {
+			if r := harness.FindLog(p, "phase", "render"); r != nil {
 				id := r.Str("container")
 				// The clean-up guard sees crwrap gone and exits, having nothing to clean.
 				var left []string

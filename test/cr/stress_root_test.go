@@ -54,7 +54,7 @@ func TestStressLazyRestores(t *testing.T) {
 			}
 		}
 		// Ready (restored, lazily or again eagerly) or, after a kill, stopped.
-		harness.WaitFor(2*time.Minute, func() bool { return findLog(p, "phase", "ready") != nil || isDone(p.Done()) })
+		harness.WaitFor(2*time.Minute, func() bool { return harness.FindLog(p, "phase", "ready") != nil || isDone(p.Done()) })
 		if isDone(p.Done()) {
 			code := p.Wait(t, time.Second)
 			if !kill || code != 137 {
@@ -64,7 +64,7 @@ func TestStressLazyRestores(t *testing.T) {
 				stopped++
 			}
 		} else {
-			if f := findLog(p, "phase", "fallback"); f != nil {
+			if f := harness.FindLog(p, "phase", "fallback"); f != nil {
 				crashes++
 				t.Errorf("restore %d: fell back (%s): %s", i, f.Str("reason"), f.Str("error"))
 			}

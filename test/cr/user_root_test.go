@@ -24,7 +24,7 @@ func TestCheckpointRestoreAsUser(t *testing.T) {
 		if !strings.Contains(p.Stderr.String(), "CRIU needs CAP_SYS_RESOURCE") {
 			t.Errorf("the error does not say what is missing:\n%s", p.Stderr)
 		}
-		if findLog(p, "phase", "start") != nil {
+		if harness.FindLog(p, "phase", "start") != nil {
 			t.Errorf("the app was started although its checkpoint cannot be made")
 		}
 		return

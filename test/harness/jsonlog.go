@@ -56,7 +56,8 @@ func JSONLog(p *Proc) []LogEntry {
 }
 
 // findJSONLog returns the first entry of p's JSON log whose field key is value (nil when none).
-func findJSONLog(p *Proc, key, value string) LogEntry {
+// FindLog returns the first entry of p's JSON log whose field key is value (nil when none).
+func FindLog(p *Proc, key, value string) LogEntry {
 	for _, e := range JSONLog(p) {
 		if e.Str(key) == value {
 			return e
@@ -71,12 +72,12 @@ func WaitLog(t testing.TB, p *Proc, key, value string, timeout time.Duration) Lo
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if e := findJSONLog(p, key, value); e != nil {
+		if e := FindLog(p, key, value); e != nil {
 			return e
 		}
 		select {
 		case <-p.Done():
-			if e := findJSONLog(p, key, value); e != nil {
+			if e := FindLog(p, key, value); e != nil {
 				return e
 			}
 			t.Fatalf("crwrap exited before logging %s=%s\nstderr:\n%s", key, value, p.Stderr)
@@ -113,10 +114,27 @@ func MustGet(t testing.TB, base, path string) string {
 // a phase=restore entry and no phase=fallback.
 func AssertRestored(t testing.TB, p *Proc) {
 	t.Helper()
-	if e := findJSONLog(p, "phase", "fallback"); e != nil {
+	if e := FindLog(p, "phase", "fallback"); e != nil {
 		t.Fatalf("restore fell back (reason=%s): %s\nstderr:\n%s", e.Str("reason"), e.Str("error"), p.Stderr)
 	}
-	if findJSONLog(p, "phase", "restore") == nil {
+	if FindLog(p, "phase", "restore") == nil {
 		t.Fatalf("no phase=restore in the log\nstderr:\n%s", p.Stderr)
 	}
+}
+
+// AssertFallback fails the test unless p's JSON log shows a fallback with reason and, but for
+// reason not_ready (a restored app that never got ready), no restore; it returns the entry.
+func AssertFallback(t testing.TB, p *Proc, reason string) LogEntry {
+	t.Helper()
+	e := FindLog(p, "phase", "fallback")
+	if e == nil {
+		t.Fatalf("no phase=fallback in the log (want reason=%s)\nstderr:\n%s", reason, p.Stderr)
+	}
+	if got := e.Str("reason"); got != reason {
+		t.Errorf("fallback reason=%s (%s), want %s", got, e.Str("error"), reason)
+	}
+	if reason != "not_ready" && FindLog(p, "phase", "restore") != nil {
+		t.Errorf("phase=restore logged although the restore fell back\nstderr:\n%s", p.Stderr)
+	}
+	return e
 }

@@ -87,7 +87,7 @@ func TestConcurrentRestoresPullOnce(t *testing.T) {
 		if values[i] != want {
 			t.Errorf("restore %d: /value = %q, want the checkpointed %q", i, values[i], want)
 		}
-		if e := findLog(p, "phase", "pull"); e != nil {
+		if e := harness.FindLog(p, "phase", "pull"); e != nil {
 			caches[e.Str("cache")]++
 		}
 	}

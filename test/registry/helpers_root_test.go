@@ -260,7 +260,7 @@ func (n *node) checkpoint(a *testApp, image string, env []string, extra ...strin
 	if code != 0 {
 		n.t.Fatalf("checkpoint exited %d\nstderr:\n%s", code, p.Stderr)
 	}
-	push := findLog(p, "msg", "push")
+	push := harness.FindLog(p, "msg", "push")
 	if push == nil {
 		n.t.Fatalf("checkpoint: no phase=push in the log\nstderr:\n%s", p.Stderr)
 	}
@@ -312,31 +312,6 @@ func (n *node) cacheEntries() []string {
 		}
 	}
 	return out
-}
-
-func findLog(p *harness.Proc, k, v string) harness.LogEntry {
-	for _, e := range harness.JSONLog(p) {
-		if e.Str(k) == v {
-			return e
-		}
-	}
-	return nil
-}
-
-// assertFallback checks that crwrap fell back to a cold start with reason and did not restore.
-func assertFallback(t *testing.T, p *harness.Proc, reason string) harness.LogEntry {
-	t.Helper()
-	e := findLog(p, "phase", "fallback")
-	if e == nil {
-		t.Fatalf("no phase=fallback in the log (want reason=%s)\nstderr:\n%s", reason, p.Stderr)
-	}
-	if got := e.Str("reason"); got != reason {
-		t.Errorf("fallback reason=%s (%s), want %s", got, e.Str("error"), reason)
-	}
-	if findLog(p, "phase", "restore") != nil {
-		t.Errorf("phase=restore logged although the restore fell back\nstderr:\n%s", p.Stderr)
-	}
-	return e
 }
 
 // pagesBlob returns the digest of the biggest layer of the image (the app's page image).

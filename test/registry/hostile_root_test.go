@@ -73,7 +73,7 @@ func pushOne(t *testing.T) *pushed {
 func coldWithReason(t *testing.T, ps *pushed, n *node, image, reason string, extra ...string) harness.LogEntry {
 	t.Helper()
 	p := n.restoreReady(ps.a, image, ps.reg.env(), extra...)
-	e := assertFallback(t, p, reason)
+	e := harness.AssertFallback(t, p, reason)
 	if got := harness.MustGet(t, ps.a.url(""), "/counter"); got != "1" {
 		t.Errorf("after the fallback /counter = %q, want 1 (a cold start)", got)
 	}
@@ -158,7 +158,7 @@ func TestRegistryKilledMidPull(t *testing.T) {
 	px.blob = nil
 	p := n.restoreReady(ps.a, px.repo(), again.env())
 	harness.AssertRestored(t, p)
-	if e := findLog(p, "phase", "pull"); e == nil || e.Str("cache") != "miss" {
+	if e := harness.FindLog(p, "phase", "pull"); e == nil || e.Str("cache") != "miss" {
 		t.Errorf("pull after the failed one: %v, want cache=miss", e)
 	}
 	harness.Stop(t, p)
@@ -330,7 +330,7 @@ func TestNoCheckpointAnywhere(t *testing.T) {
 	reg := startRegistry(t, registryOptions{})
 	n := newNode(t)
 	p := n.restoreReady(a, reg.repo(), reg.env())
-	e := assertFallback(t, p, "missing")
+	e := harness.AssertFallback(t, p, "missing")
 	if !strings.Contains(e.Str("error"), "has no checkpoint for this node's class") {
 		t.Errorf("fallback error %q does not say the registry has none either", e.Str("error"))
 	}
@@ -347,7 +347,7 @@ func TestRegistryUnreachable(t *testing.T) {
 	n := newNode(t)
 	image := fmt.Sprintf("127.0.0.1:%d/team/app", harness.FreePort(t))
 	p := n.restoreReady(a, image, []string{"DOCKER_CONFIG=" + t.TempDir()})
-	e := assertFallback(t, p, "pull_failed")
+	e := harness.AssertFallback(t, p, "pull_failed")
 	if !strings.Contains(e.Str("error"), "registry unavailable") {
 		t.Errorf("fallback error %q does not say the registry is unavailable", e.Str("error"))
 	}

@@ -30,7 +30,7 @@ func TestLazyFetchRestore(t *testing.T) {
 
 	p := nodeB.restoreReady(a, reg.repo(), reg.env(), lazyProps...)
 	harness.AssertRestored(t, p)
-	pull := findLog(p, "phase", "pull")
+	pull := harness.FindLog(p, "phase", "pull")
 	if pull == nil || pull.Str("fetch") != "lazy" || pull.Str("cache") != "miss" {
 		t.Fatalf("phase=pull %v, want fetch=lazy cache=miss\nstderr:\n%s", pull, p.Stderr)
 	}
@@ -40,11 +40,11 @@ func TestLazyFetchRestore(t *testing.T) {
 	if got := harness.MustGet(t, a.url(""), "/heap"); got != "32 MiB intact=true" {
 		t.Errorf("/heap = %q", got)
 	}
-	if e := findLog(p, "phase", "fetch-ready"); e == nil || e.Str("bytes") == "" || e.Str("bytes") == "0" {
+	if e := harness.FindLog(p, "phase", "fetch-ready"); e == nil || e.Str("bytes") == "" || e.Str("bytes") == "0" {
 		t.Errorf("no phase=fetch-ready with the bytes fetched before ready: %v", e)
 	}
 	harness.WaitLog(t, p, "phase", "fetch", time.Minute)
-	if e := findLog(p, "phase", "fetch"); e.Str("level") != "info" {
+	if e := harness.FindLog(p, "phase", "fetch"); e.Str("level") != "info" {
 		t.Fatalf("background fetch: %v\nstderr:\n%s", e, p.Stderr)
 	}
 	harness.Stop(t, p)
@@ -64,7 +64,7 @@ func TestLazyFetchRestore(t *testing.T) {
 	ranges := reg.rangeGets(pages)
 	p = nodeB.restoreReady(a, reg.repo(), reg.env(), lazyProps...)
 	harness.AssertRestored(t, p)
-	if pull := findLog(p, "phase", "pull"); pull == nil || pull.Str("cache") != "hit" {
+	if pull := harness.FindLog(p, "phase", "pull"); pull == nil || pull.Str("cache") != "hit" {
 		t.Errorf("second restore: phase=pull %v, want cache=hit", pull)
 	}
 	if got := harness.MustGet(t, a.url(""), "/heap"); got != "32 MiB intact=true" {
@@ -123,7 +123,7 @@ func lazyCold(t *testing.T, ps *pushed, image, reason, says string) {
 	t.Helper()
 	n := newNode(t)
 	p := n.restoreReady(ps.a, image, ps.reg.env(), lazyProps...)
-	e := findLog(p, "phase", "fallback")
+	e := harness.FindLog(p, "phase", "fallback")
 	if e == nil {
 		t.Fatalf("no phase=fallback in the log (want reason=%s)\nstderr:\n%s", reason, p.Stderr)
 	}
@@ -187,7 +187,7 @@ func TestLazyFetchStreamStalls(t *testing.T) {
 	harness.AssertRestored(t, p)
 	harness.WaitLog(t, p, "phase", "lazy-pages", time.Minute)
 	harness.WaitLog(t, p, "phase", "fetch", time.Minute)
-	if e := findLog(p, "phase", "fetch"); !strings.Contains(e.Str("error"), "stalled") {
+	if e := harness.FindLog(p, "phase", "fetch"); !strings.Contains(e.Str("error"), "stalled") {
 		t.Errorf("phase=fetch %v, want the stream's stall", e)
 	}
 	if got := harness.MustGet(t, a.url(""), "/heap"); got != "128 MiB intact=true" {
@@ -230,13 +230,13 @@ func TestLazyFetchRegistryGoneAfterReady(t *testing.T) {
 	if code := p.Wait(t, time.Minute); code == 0 {
 		t.Errorf("crwrap exited 0 although the app's memory could not be delivered\nstderr:\n%s", p.Stderr)
 	}
-	if findLog(p, "phase", "lazy-pages") != nil {
+	if harness.FindLog(p, "phase", "lazy-pages") != nil {
 		t.Errorf("CRIU's lazy-pages daemon copied all memory although the registry went away\nstderr:\n%s", p.Stderr)
 	}
-	if findLog(p, "msg", "lazy restore: the app's memory could not be delivered; stopping the app") == nil {
+	if harness.FindLog(p, "msg", "lazy restore: the app's memory could not be delivered; stopping the app") == nil {
 		t.Errorf("no log line saying the app was stopped\nstderr:\n%s", p.Stderr)
 	}
-	if e := findLog(p, "phase", "fetch"); e == nil || !strings.Contains(e.Str("error"), "stalled") {
+	if e := harness.FindLog(p, "phase", "fetch"); e == nil || !strings.Contains(e.Str("error"), "stalled") {
 		t.Errorf("phase=fetch %v, want the stall", e)
 	}
 	if left := n.cacheLeftovers(); len(left) > 0 {

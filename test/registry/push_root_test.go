@@ -61,10 +61,10 @@ func TestPushFailureDoesNotFailCheckpoint(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("checkpoint exited %d with the registry down, want 0\nstderr:\n%s", code, p.Stderr)
 	}
-	if findLog(p, "phase", "publish") == nil {
+	if harness.FindLog(p, "phase", "publish") == nil {
 		t.Errorf("no phase=publish\nstderr:\n%s", p.Stderr)
 	}
-	if findLog(p, "msg", "push failed; giving up (the local checkpoint is not affected)") == nil {
+	if harness.FindLog(p, "msg", "push failed; giving up (the local checkpoint is not affected)") == nil {
 		t.Errorf("no final push failure logged\nstderr:\n%s", p.Stderr)
 	}
 }
@@ -83,10 +83,10 @@ func TestKeptCheckpointIsPushed(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("second checkpoint run exited %d\nstderr:\n%s", code, p.Stderr)
 	}
-	if findLog(p, "phase", "keep") == nil || findLog(p, "phase", "dump") != nil {
+	if harness.FindLog(p, "phase", "keep") == nil || harness.FindLog(p, "phase", "dump") != nil {
 		t.Fatalf("the second run did not keep the checkpoint\nstderr:\n%s", p.Stderr)
 	}
-	again := findLog(p, "msg", "push")
+	again := harness.FindLog(p, "msg", "push")
 	if again == nil {
 		t.Fatalf("the kept checkpoint was not pushed\nstderr:\n%s", p.Stderr)
 	}

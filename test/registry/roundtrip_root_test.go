@@ -36,7 +36,7 @@ func TestCrossNodeRestore(t *testing.T) {
 			for i, wantCache := range []string{"miss", "hit"} {
 				p := nodeB.restoreReady(a, reg.repo(), reg.env(), tt.extra...)
 				harness.AssertRestored(t, p)
-				pull := findLog(p, "phase", "pull")
+				pull := harness.FindLog(p, "phase", "pull")
 				if pull == nil {
 					t.Fatalf("restore %d: no phase=pull\nstderr:\n%s", i+1, p.Stderr)
 				}
@@ -88,7 +88,7 @@ func TestRegistryDownUsesCache(t *testing.T) {
 	reg.kill()
 	p = b.restoreReady(a, reg.repo(), reg.env())
 	harness.AssertRestored(t, p)
-	if findLog(p, "msg", "registry unavailable: restoring the checkpoint this node pulled before") == nil {
+	if harness.FindLog(p, "msg", "registry unavailable: restoring the checkpoint this node pulled before") == nil {
 		t.Errorf("no log line saying the cached checkpoint is used while the registry is down\nstderr:\n%s", p.Stderr)
 	}
 	if got := harness.MustGet(t, a.url(""), "/value"); got != want {

@@ -58,7 +58,7 @@ func TestSignedCheckpoints(t *testing.T) {
 			p := n.restoreReady(a, reg.repo(), reg.env(), "cr.checkpoint.verify-key="+verifyKey)
 			defer harness.Stop(t, p)
 			if tt.reason != "" {
-				assertFallback(t, p, tt.reason)
+				harness.AssertFallback(t, p, tt.reason)
 				if got := n.cacheEntries(); len(got) > 0 {
 					t.Errorf("an untrusted checkpoint reached the cache: %v", got)
 				}
@@ -93,7 +93,7 @@ func TestEncryptedCheckpoints(t *testing.T) {
 	}
 
 	p := newNode(t).restoreReady(a, reg.repo(), reg.env())
-	assertFallback(t, p, "untrusted")
+	harness.AssertFallback(t, p, "untrusted")
 	harness.Stop(t, p)
 
 	p = newNode(t).restoreReady(a, reg.repo(), reg.env(), "cr.checkpoint.decryption-key="+priv)
